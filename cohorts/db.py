@@ -62,14 +62,6 @@ class Schemas:
         check_identifier(self.vocab, "vocabulary schema name")
         check_identifier(self.results, "results schema name")
 
-    def placeholders(self) -> dict[str, str]:
-        """The quoted schema names for the ``@cdm_schema``-style placeholders in ``sql/``."""
-        return {
-            "cdm_schema": quote_identifier(self.cdm),
-            "vocab_schema": quote_identifier(self.vocab),
-            "results_schema": quote_identifier(self.results),
-        }
-
     def distinct(self) -> list[str]:
         """The schema names without repeats, in creation order."""
         return list(dict.fromkeys([self.cdm, self.vocab, self.results]))
@@ -138,6 +130,7 @@ class Database:
         self.read_only = read_only
         self.dialect = self.url.get_backend_name()
         self._engine: Engine | None = None
+        self._catalog: str | None = None
         if self.dialect == "duckdb" and self.url.database != ":memory:":
             path = Path(str(self.url.database))
             if must_exist and not path.exists():
@@ -196,9 +189,40 @@ class Database:
         with self.connect() as conn:
             conn.execute(sa.text("SELECT 1"))
 
+    @property
+    def catalog(self) -> str | None:
+        """DuckDB's catalog name (the file's stem), ``None`` on PostgreSQL.
+
+        DuckDB names the catalog after the file, so in ``cdm.duckdb`` the name ``cdm`` is both
+        a catalog and a schema and ``"cdm".person`` is ambiguous. Every schema reference on
+        DuckDB is therefore written with its catalog: ``"cdm"."cdm".person``.
+        """
+        if self.dialect != "duckdb":
+            return None
+        if self._catalog is None:
+            with self.connect() as conn:
+                self._catalog = str(conn.exec_driver_sql("SELECT current_database()").scalar())
+        return self._catalog
+
+    def schema_ref(self, schema: str) -> str:
+        """A schema for SQL text: ``"schema"``, or ``"catalog"."schema"`` on DuckDB."""
+        quoted = quote_identifier(schema)
+        catalog = self.catalog
+        if catalog is None:
+            return quoted
+        return '"' + catalog.replace('"', '""') + '".' + quoted
+
     def qualified(self, schema: str, table: str) -> str:
-        """``"schema"."table"`` for SQL text."""
-        return f"{quote_identifier(schema)}.{quote_identifier(table)}"
+        """A table for SQL text: the schema reference and the quoted table name."""
+        return f"{self.schema_ref(schema)}.{quote_identifier(table)}"
+
+    def placeholders(self) -> dict[str, str]:
+        """Values of the ``@cdm_schema``/``@vocab_schema``/``@results_schema`` placeholders."""
+        return {
+            "cdm_schema": self.schema_ref(self.schemas.cdm),
+            "vocab_schema": self.schema_ref(self.schemas.vocab),
+            "results_schema": self.schema_ref(self.schemas.results),
+        }
 
     def dispose(self) -> None:
         """Close pooled connections (DuckDB keeps the file locked while any are open)."""

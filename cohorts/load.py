@@ -18,12 +18,15 @@ from cohorts.db import quote_identifier
 _counter = itertools.count()
 
 
-def insert_dataframe(conn: Connection, schema: str, table: str, frame: pd.DataFrame) -> int:
-    """Append ``frame``'s rows to ``schema.table`` (columns matched by name); return the count."""
+def insert_dataframe(conn: Connection, table: str, frame: pd.DataFrame) -> int:
+    """Append ``frame``'s rows to ``table`` (columns matched by name); return the row count.
+
+    ``table`` is a qualified name from :meth:`cohorts.db.Database.qualified`.
+    """
     if frame.empty:
         return 0
     columns = [quote_identifier(str(c)) for c in frame.columns]
-    target = f"{quote_identifier(schema)}.{quote_identifier(table)} ({', '.join(columns)})"
+    target = f"{table} ({', '.join(columns)})"
     dbapi = conn.connection.dbapi_connection
     if conn.dialect.name == "duckdb":
         view = f"_omopfed_load_{next(_counter)}"

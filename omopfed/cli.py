@@ -1,0 +1,43 @@
+"""The one ``omopfed`` command: the site's groups (from ``node``) and the aggregator's groups
+(from ``federation``) joined here, the only module allowed to import both sides."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from node import cli as site_cli
+from omopfed import __version__, offline
+from omopfed.clikit import configure_logging, new_app, run_app
+from omopfed.demo import demo_command
+
+app = new_app("omopfed: OMOP-integrated federated radiogenomics.")
+app.add_typer(site_cli.config_app, name="config")
+app.add_typer(site_cli.db_app, name="db")
+app.command("demo")(demo_command)
+
+
+@app.callback()
+def _root(
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks for expected errors."),
+    log_level: str = typer.Option("warning", "--log-level", help="debug, info, warning, error."),
+) -> None:
+    configure_logging("debug" if debug else log_level)
+
+
+@app.command("version")
+def version() -> None:
+    """Print the omopfed version."""
+    typer.echo(__version__)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the console script: offline environment first, then the command."""
+    offline.apply()
+    args = list(sys.argv[1:] if argv is None else argv)
+    return run_app(app, args, debug="--debug" in args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

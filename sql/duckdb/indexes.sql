@@ -1,0 +1,3 @@
+-- No secondary indexes on DuckDB, on purpose. DuckDB scans columnar row groups with min-max
+-- zone maps and joins by hashing; an ART index only helps point lookups, costs memory and slows
+-- bulk loads. Primary keys (from the spec) are the only indexes. See docs/explanation/database.md.
