@@ -98,7 +98,8 @@ def parse_url(url: str) -> URL:
             hint=f"supported: {', '.join(SUPPORTED_BACKENDS)}",
         )
     if backend == "postgresql":
-        if parsed.get_driver_name() not in ("psycopg",):
+        if parsed.drivername != "postgresql+psycopg":
+            # psycopg 3 is the installed driver; psycopg2 or asyncpg URLs would fail later.
             parsed = parsed.set(drivername="postgresql+psycopg")
         if not parsed.database:
             raise DatabaseUrlError(f"no database name in {safe_url(parsed)!r}")

@@ -5,6 +5,7 @@ Each command parses, calls one library function, renders. Logic lives in the lib
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 
 import typer
@@ -12,7 +13,7 @@ import typer
 from cohorts.db import Database, Schemas
 from cohorts.schema import check_cdm, init_cdm, table_counts
 from node.settings import load_site_settings
-from omopfed.clikit import Format, FormatOption, new_app, out, print_json, print_table
+from omopfed.clikit import Format, FormatOption, err, new_app, out, print_json, print_table
 from omopfed.errors import ConfigError
 
 config_app = new_app("Check site settings.")
@@ -91,7 +92,9 @@ def db_check(
         target = db.display_url
     errors = sum(d.severity == "error" for d in differences)
     if fmt is Format.json:
-        print_json({"database": target, "errors": errors, "differences": differences})
+        print_json(
+            {"database": target, "errors": errors, "differences": [asdict(d) for d in differences]}
+        )
     elif differences:
         rows = [(d.severity, d.table, d.column or "", d.problem) for d in differences]
         print_table(
@@ -100,7 +103,7 @@ def db_check(
     else:
         out.print(f"{target}: schema matches the CDM 5.4 spec")
     if errors:
-        out.print(f"{errors} error(s): required tables or columns are missing or mistyped")
+        err.print(f"{errors} error(s): required tables or columns are missing or mistyped")
         raise typer.Exit(5)
 
 

@@ -124,7 +124,7 @@ class SiteSettings(BaseSettings):
     def display(self) -> dict[str, Any]:
         """The effective settings for humans: secrets masked, paths as strings."""
         data = self.model_dump(mode="json")
-        data["database_url"] = safe_url(self.database_url.get_secret_value())
+        data["database_url"] = safe_url(parse_url(self.database_url.get_secret_value()))
         data["vocab_schema"] = self.schemas.vocab
         return data
 
