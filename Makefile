@@ -35,7 +35,8 @@ format: setup
 	$(VENV)/bin/ruff format .
 
 bench: setup
-	@set -e; for bench in benchmarks/bench_*.py; do echo "== $$bench"; $(PY) $$bench; done
+	@set -e; shopt -s nullglob; for bench in benchmarks/bench_*.py; do \
+		echo "== $$bench"; $(PY) $$bench; done
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
