@@ -8,6 +8,7 @@ import sys
 import typer
 
 from node import cli as site_cli
+from node.cli_cohort import cohort_app
 from omopfed import __version__, offline
 from omopfed.clikit import configure_logging, new_app, run_app
 from omopfed.demo import demo_command
@@ -15,6 +16,7 @@ from omopfed.demo import demo_command
 app = new_app("omopfed: OMOP-integrated federated radiogenomics.")
 app.add_typer(site_cli.config_app, name="config")
 app.add_typer(site_cli.db_app, name="db")
+app.add_typer(cohort_app, name="cohort")
 app.command("demo")(demo_command)
 
 
