@@ -84,8 +84,9 @@ class ArrayDataset(Dataset[Sample]):
         return len(self.images)
 
     def __getitem__(self, index: int) -> Sample:
-        image = np.asarray(self.images[index], dtype=np.float32)
-        sample: Sample = {BatchKey.IMAGE: torch.from_numpy(np.ascontiguousarray(image))}
+        # Always a private copy: memmaps may be read-only, and tensors must not alias the cache.
+        image = np.array(self.images[index], dtype=np.float32, order="C")
+        sample: Sample = {BatchKey.IMAGE: torch.from_numpy(image)}
         for head, values in self.labels.items():
             sample[head] = torch.tensor(values[index], dtype=torch.int64)
         if self.masks is not None and self.has_seg is not None:

@@ -72,7 +72,12 @@ class DenseNet2D(nn.Module):
             missing, unexpected = self.net.load_state_dict(state, strict=False)
         except RuntimeError as exc:  # shape mismatch: a different architecture's file
             raise WeightsError(f"{Path(path).name} does not fit DenseNet121") from exc
-        missing = [k for k in missing if not k.startswith("classifier.")]
+        # The new head is ours; pre-2018 torchvision files have no BatchNorm step counters.
+        missing = [
+            k
+            for k in missing
+            if not k.startswith("classifier.") and not k.endswith("num_batches_tracked")
+        ]
         if missing or unexpected:
             raise WeightsError(
                 f"{Path(path).name} does not fit DenseNet121",

@@ -67,10 +67,11 @@ def specificity(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> flo
     return float(np.mean(finite)) if finite else NAN
 
 
-def _kappa(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+def _kappa(y_true: np.ndarray, y_pred: np.ndarray, labels: list[int]) -> float:
+    """Cohen's kappa; ``nan`` (documented above) instead of sklearn's warning when undefined."""
     with warnings.catch_warnings(), np.errstate(divide="ignore", invalid="ignore"):
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return float(cohen_kappa_score(y_true, y_pred))
+        warnings.simplefilter("ignore")
+        return float(cohen_kappa_score(y_true, y_pred, labels=labels))
 
 
 def classification_metrics(y_true: np.ndarray, probabilities: np.ndarray) -> dict[str, float]:
@@ -92,7 +93,7 @@ def classification_metrics(y_true: np.ndarray, probabilities: np.ndarray) -> dic
     return {
         Metric.ACCURACY: float(accuracy_score(y_true, y_pred)),
         Metric.F1: float(f1_score(y_true, y_pred, average=average, zero_division=0, **extra)),
-        Metric.KAPPA: _kappa(y_true, y_pred),
+        Metric.KAPPA: _kappa(y_true, y_pred, labels),
         Metric.AUC: roc_auc(y_true, probs),
         Metric.RECALL: float(
             recall_score(y_true, y_pred, average=average, zero_division=0, **extra)
