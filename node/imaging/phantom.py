@@ -105,7 +105,9 @@ def slice_dataset(
     ds.StudyInstanceUID, ds.SeriesInstanceUID = UID("1.2.826.0.1.3680043.8.498.1"), series_uid
     ds.FrameOfReferenceUID = frame_of_reference_uid
     ds.PatientID, ds.PatientName, ds.Modality = "PHANTOM", "Phantom^Head", "MR"
-    ds.StudyDate, ds.SeriesNumber, ds.InstanceNumber = "20240101", 1, k + 1
+    ds.PatientBirthDate, ds.PatientSex, ds.ReferringPhysicianName = "", "O", ""
+    ds.StudyDate, ds.StudyTime, ds.StudyID, ds.AccessionNumber = "20240101", "120000", "1", ""
+    ds.SeriesNumber, ds.InstanceNumber = 1, k + 1
     ds.SeriesDescription, ds.ProtocolName = description, description
     ds.ImageOrientationPatient = [float(v) for v in (*row, *col)]
     ds.ImagePositionPatient = [float(v) for v in first]
