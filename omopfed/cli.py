@@ -9,6 +9,7 @@ import typer
 
 from node import cli as site_cli
 from node.cli_cohort import cohort_app
+from node.cli_synth import etl_app, synth_app
 from omopfed import __version__, offline
 from omopfed.clikit import configure_logging, new_app, run_app
 from omopfed.demo import demo_command
@@ -17,6 +18,8 @@ app = new_app("omopfed: OMOP-integrated federated radiogenomics.")
 app.add_typer(site_cli.config_app, name="config")
 app.add_typer(site_cli.db_app, name="db")
 app.add_typer(cohort_app, name="cohort")
+app.add_typer(synth_app, name="synth")
+app.add_typer(etl_app, name="etl")
 app.command("demo")(demo_command)
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
-from datetime import date
 from pathlib import Path
 
 import highdicom as hd
@@ -129,9 +128,9 @@ def _series_dataset(subject: Subject, style: SiteStyle, spec: SeriesSpec, layout
     ds.PatientSex = "M" if subject.gender == 8507 else "F"
     ds.StudyInstanceUID, ds.SeriesInstanceUID = spec.study_uid, spec.series_uid
     ds.FrameOfReferenceUID = spec.frame_uid
-    if not (layout == "rsna-miccai" and subject.person_id % 5 == 0):
-        study_date = subject.mri_date or date(2000, 1, 1)
-        ds.StudyDate = ds.SeriesDate = f"{study_date:%Y%m%d}"
+    ds.StudyDate = ds.SeriesDate = f"{subject.mri_date:%Y%m%d}" if subject.mri_date else ""
+    if layout == "rsna-miccai" and subject.person_id % 5 == 0:
+        ds.StudyDate = ds.SeriesDate = ""  # anonymised export: the importer's default date
     ds.StudyTime = "093000"
     ds.StudyID, ds.AccessionNumber, ds.ReferringPhysicianName = (
         "1",

@@ -2,7 +2,7 @@
 
 ``train/<BraTS21ID>/{FLAIR,T1w,T1wCE,T2w}/Image-N.dcm`` plus ``train_labels.csv``
 (BraTS21ID with leading zeros, MGMT_value 0/1), as in design.md section 5. The odd cases, all
-derived from the plan: a missing sequence folder (odd person ids) or an *empty* one (even ids),
+derived from the plan: a missing sequence folder or an *empty* one (alternately),
 a non-DICOM file, a truncated DICOM file, a label row whose id has no folder (the person whose
 MRI has no images, plus one id beyond the last person), a folder without a label (MGMT missing
 or null in the plan), and no StudyDate in the headers of every fifth person.
@@ -54,8 +54,8 @@ def finish_tree(
     for s in subjects:
         if not s.images:
             continue
-        for sequence in set(SEQUENCES) - set(s.sequences):
-            if s.person_id % 2 == 0:
+        for sequence in sorted(set(SEQUENCES) - set(s.sequences)):
+            if (empty + missing) % 2 == 0:  # alternate: empty folder, absent folder, ...
                 (site_dir / "train" / f"{s.person_id:05d}" / RSNA_FOLDERS[sequence]).mkdir(
                     parents=True
                 )
