@@ -130,13 +130,19 @@ class Trainer:
         return result
 
     def fit(
-        self, epochs: int, *, on_epoch_end: EpochCallback | None = None
+        self,
+        epochs: int,
+        *,
+        validate: bool = True,
+        on_epoch_end: EpochCallback | None = None,
     ) -> list[dict[str, float]]:
         """Train ``epochs`` epochs; return one metrics dict per epoch.
 
         Each dict holds ``epoch``, ``train_loss`` and ``train_<head>_loss``, ``seconds``,
-        ``images_per_second`` and, when a validation split exists, its metrics prefixed
-        ``validation_``. ``on_epoch_end`` receives the same dict (for progress bars or logs).
+        ``images_per_second`` and, when a validation split exists and ``validate`` is true, its
+        metrics prefixed ``validation_`` (a federated client running many local epochs may
+        prefer ``validate=False`` and one ``evaluate`` at the end). ``on_epoch_end`` receives
+        the same dict (for progress bars or logs).
         """
         history = []
         for _ in range(epochs):
@@ -150,7 +156,7 @@ class Trainer:
             record = {"epoch": float(self.epochs_done), "seconds": seconds}
             record |= {f"train_{k}": v for k, v in acc.loss_metrics(self.loss).items()}
             record["images_per_second"] = acc.samples / seconds if seconds > 0 else float("nan")
-            if Split.VALIDATION in self.splits:
+            if validate and Split.VALIDATION in self.splits:
                 metrics, _ = self.evaluate(Split.VALIDATION)
                 record |= {f"validation_{k}": v for k, v in metrics.items()}
             log.info("epoch %d: train loss %.4f", self.epochs_done, record["train_loss"])

@@ -131,6 +131,8 @@ def test_fit_reports_validation_and_calls_back(slices: ArrayDataset) -> None:
     assert seen == history and [h["epoch"] for h in history] == [1, 2]
     assert {"validation_loss", "validation_mgmt_auc", "images_per_second"} <= set(history[-1])
     assert trainer.num_examples(Split.TRAIN) == 8 and trainer.num_examples("test") == 0
+    quiet = trainer.fit(1, validate=False)[0]
+    assert quiet["epoch"] == 3 and not any(k.startswith("validation_") for k in quiet)
 
 
 def test_varying_depth_needs_batch_size_one(volumes: ArrayDataset) -> None:
