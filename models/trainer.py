@@ -57,6 +57,8 @@ class Trainer:
         self.config = config or TrainerConfig()
         if self.config.seed is not None:
             seed_everything(self.config.seed, deterministic=self.config.deterministic)
+        elif self.config.deterministic:
+            torch.use_deterministic_algorithms(True, warn_only=True)
         if self.config.num_threads is not None:
             torch.set_num_threads(self.config.num_threads)
         self.device = resolve_device(self.config.device)
@@ -76,7 +78,10 @@ class Trainer:
         self.loss = loss or MultitaskLoss()
         self.optimizer = self.config.build_optimizer(self.model.parameters())
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+        # Separate generators: a DataLoader draws from its generator every time it is iterated,
+        # so evaluating (or not) must not shift the training shuffle or the global RNG.
         self._generator = torch.Generator()
+        self._eval_generator = torch.Generator()
         if self.config.seed is not None:
             self._generator.manual_seed(self.config.seed)
         self.epochs_done = 0
@@ -100,7 +105,7 @@ class Trainer:
             self._dataset(split),
             batch_size=cfg.batch_size if train else cfg.eval_batch_size or cfg.batch_size,
             shuffle=train and cfg.shuffle,
-            generator=self._generator,
+            generator=self._generator if train else self._eval_generator,
             num_workers=cfg.num_workers,
             collate_fn=collate,
             pin_memory=self.device.type == "cuda",

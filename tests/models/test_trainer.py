@@ -70,6 +70,18 @@ def test_same_seed_gives_bit_identical_weights(slices: ArrayDataset) -> None:
     assert _changed(first, _run(8, slices)) > 0  # and the seed does matter
 
 
+def test_validation_does_not_change_the_training_trajectory(slices: ArrayDataset) -> None:
+    """Centralized and federated drivers evaluate at different times; training must not care."""
+    runs = []
+    for validation in (None, slices):
+        seed_everything(3)
+        config = TrainerConfig.for_densenet(batch_size=4, seed=3)
+        trainer = Trainer(DenseNet2D(), slices, validation, config=config)
+        trainer.fit(2)
+        runs.append(trainer.get_weights())
+    assert _changed(*runs) == 0
+
+
 def test_weights_round_trip_preserves_order_and_dtypes(volumes: ArrayDataset) -> None:
     trainer = Trainer(MultitaskUNet3D(), volumes, config=TrainerConfig.for_unet())
     trainer.fit(1)
