@@ -10,6 +10,7 @@ pixel data do not depend on which worker process wrote them.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_data_element, write_file_meta_info
 from pydicom.sr.codedict import codes
-from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
+from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage
 
 from node.synth.phantom import brats_labels, phantom_values
 from node.synth.profiles import FOV_MM, PLANES, SEQUENCES, SiteStyle
@@ -52,7 +53,9 @@ class SeriesSpec:
 
 def uid(seed: int, *parts: object) -> str:
     """A deterministic DICOM UID (2.25 form) from the seed and a path of names."""
-    return generate_uid(prefix=None, entropy_srcs=[str(seed), *map(str, parts)])
+    text = "/".join([str(seed), *map(str, parts)]).encode("utf-8")
+    # pydicom's generate_uid(prefix=None) ignores its entropy sources: hash them ourselves.
+    return "2.25." + str(int.from_bytes(hashlib.sha256(text).digest()[:16], "big"))
 
 
 def _folder_name(text: str) -> str:
