@@ -33,3 +33,12 @@ def volumes() -> ArrayDataset:
         Head.GRADE: [2, -1, 0],
     }
     return ArrayDataset(images, labels, masks=masks)
+
+
+@pytest.fixture(autouse=True)
+def _restore_torch_globals():  # type: ignore[no-untyped-def]
+    """Trainers switch on deterministic kernels process-wide; leave other test folders as found."""
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    yield
+    torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
