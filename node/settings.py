@@ -13,18 +13,98 @@ import os
 import re
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from cohorts.db import Schemas, check_identifier, parse_url, safe_url
 from cohorts.errors import DatabaseUrlError, IdentifierError
+from node.concept_map import MARKERS
 from omopfed.errors import ConfigError
 
 ENV_PREFIX = "OMOPFED_"
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 _SITE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+Sequence = Literal["FLAIR", "T1", "T1ce", "T2"]
+
+
+class ResolverSettings(BaseModel):
+    """How cohort members become manifest rows (``[resolver]``; docs/explanation/dataset-cache.md).
+
+    Windows are days relative to the index date (the cohort start): [-30, 365] matches the
+    reference cohort's MRI and MGMT rules, so a member the cohort accepted is not lost here.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    image_window_days: tuple[int, int] = Field(
+        default=(-30, 365),
+        description="image_occurrence dates accepted, [from, to] days from index.",
+    )
+    label_window_days: tuple[int, int] = Field(
+        default=(-30, 365), description="measurement dates accepted, [from, to] days from index."
+    )
+    required_sequences: tuple[Sequence, ...] = Field(
+        default=("FLAIR", "T1", "T1ce", "T2"),
+        min_length=1,
+        description="Sequences a subject needs.",
+    )
+    target_marker: str = Field(
+        default="mgmt", description="Marker a subject must have a label for."
+    )
+    conflict_policy: Literal["exclude", "latest", "fail"] = Field(
+        default="exclude", description="Conflicting results of one marker: exclude, latest or fail."
+    )
+    validation_fraction: float = Field(
+        default=0.2,
+        gt=0.0,
+        lt=1.0,
+        description="Share of each target-label stratum for validation.",
+    )
+    workers: int = Field(default=2, ge=1, le=64, description="Processes reading series headers.")
+
+    @field_validator("image_window_days", "label_window_days")
+    @classmethod
+    def _window(cls, value: tuple[int, int]) -> tuple[int, int]:
+        if value[0] > value[1]:
+            raise ValueError("the window's start must not lie after its end")
+        return value
+
+    @field_validator("target_marker")
+    @classmethod
+    def _marker(cls, value: str) -> str:
+        if value not in MARKERS:
+            raise ValueError(f"unknown marker; use one of {', '.join(MARKERS)}")
+        return value
+
+
+class DatasetSettings(BaseModel):
+    """Preprocessing of the dataset cache (``[dataset]``): part of every cache entry's hash."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    image_size: int = Field(
+        default=128, ge=16, le=512, description="In-plane size of model inputs."
+    )
+    dtype: Literal["float16", "float32"] = Field(
+        default="float16", description="Stored image dtype."
+    )
+    scaling: Literal["minmax", "percentile"] = Field(
+        default="minmax", description="2D intensity scaling to [0, 1]."
+    )
+    percentiles: tuple[float, float] = Field(
+        default=(0.5, 99.5), description="Clip percentiles for scaling = percentile."
+    )
+    workers: int = Field(default=2, ge=1, le=64, description="Processes building cache items.")
 
 
 class SiteSettings(BaseSettings):
@@ -61,6 +141,15 @@ class SiteSettings(BaseSettings):
         None, description="Concept map TOML; defaults to the one shipped with omopfed."
     )
     device: str = Field("auto", description="Training device: auto, cpu or cuda:N.")
+    sequence_map: Path | None = Field(
+        None, description="Sequence map TOML (series headers -> FLAIR/T1/T1ce/T2); shipped default."
+    )
+    resolver: Annotated[
+        ResolverSettings, Field(description="Cohort -> manifest options ([resolver] table).")
+    ] = ResolverSettings()
+    dataset: Annotated[
+        DatasetSettings, Field(description="Dataset cache preprocessing ([dataset] table).")
+    ] = DatasetSettings()
 
     @classmethod
     def settings_customise_sources(
@@ -129,7 +218,7 @@ class SiteSettings(BaseSettings):
         return data
 
 
-_PATH_KEYS = ("workspace", "cache_dir", "concept_map")
+_PATH_KEYS = ("workspace", "cache_dir", "concept_map", "sequence_map")
 
 
 def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
