@@ -28,7 +28,8 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError
 from federation.errors import FederationError
 
 RUN_STATUSES = ("running", "completed", "failed", "stopped")
-SPLITS = ("train", "validation")
+# "global": the final global model evaluated on each site's validation split.
+SPLITS = ("train", "validation", "global")
 
 metadata = sa.MetaData()
 
@@ -147,6 +148,24 @@ class MetricsStore:
                     started_at=_now(),
                 )
             )
+
+    def reopen_run(self, run_id: str) -> dict[str, Any]:
+        """Mark a stopped or failed run as running again (a resume); return its row."""
+        with self._begin() as conn:
+            row = conn.execute(sa.select(runs).where(runs.c.run_id == run_id)).first()
+            if row is None:
+                raise StoreError(f"no run {run_id!r} in the metrics store")
+            conn.execute(
+                runs.update()
+                .where(runs.c.run_id == run_id)
+                .values(status="running", finished_at=None)
+            )
+        return dict(row._mapping)
+
+    def get_run(self, run_id: str) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(runs).where(runs.c.run_id == run_id)).first()
+        return None if row is None else dict(row._mapping)
 
     def record_round(self, run_id: str, record: RoundRecord) -> None:
         """A round's timings and every site's metrics, in one transaction."""
