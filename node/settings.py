@@ -29,6 +29,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from cohorts.db import Schemas, check_identifier, parse_url, safe_url
 from cohorts.errors import DatabaseUrlError, IdentifierError
 from node.concept_map import MARKERS
+from node.validation.thresholds import ValidationSettings
 from omopfed.errors import ConfigError
 
 ENV_PREFIX = "OMOPFED_"
@@ -150,6 +151,11 @@ class SiteSettings(BaseSettings):
     dataset: Annotated[
         DatasetSettings, Field(description="Dataset cache preprocessing ([dataset] table).")
     ] = DatasetSettings()
+    validation: ValidationSettings = Field(
+        default_factory=ValidationSettings,
+        description="Thresholds of the data contracts (`[validation]` table); "
+        "see docs/how-to/validate-data.md.",
+    )
 
     @classmethod
     def settings_customise_sources(
