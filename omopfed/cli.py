@@ -9,6 +9,7 @@ import typer
 
 from node import cli as site_cli
 from node.cli_cohort import cohort_app
+from node.cli_data import dataset_app, resolve_command
 from node.cli_synth import etl_app, synth_app
 from omopfed import __version__, offline
 from omopfed.clikit import configure_logging, new_app, run_app
@@ -20,6 +21,8 @@ app.add_typer(site_cli.db_app, name="db")
 app.add_typer(cohort_app, name="cohort")
 app.add_typer(synth_app, name="synth")
 app.add_typer(etl_app, name="etl")
+app.command("resolve")(resolve_command)
+app.add_typer(dataset_app, name="dataset")
 app.command("demo")(demo_command)
 
 
