@@ -11,6 +11,7 @@ from node import cli as site_cli
 from node.cli_cohort import cohort_app
 from node.cli_data import dataset_app, resolve_command
 from node.cli_synth import etl_app, synth_app
+from node.cli_validate import validate_command
 from omopfed import __version__, offline
 from omopfed.clikit import configure_logging, new_app, run_app
 from omopfed.demo import demo_command
@@ -23,6 +24,7 @@ app.add_typer(synth_app, name="synth")
 app.add_typer(etl_app, name="etl")
 app.command("resolve")(resolve_command)
 app.add_typer(dataset_app, name="dataset")
+app.command("validate")(validate_command)
 app.command("demo")(demo_command)
 
 

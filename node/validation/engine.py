@@ -45,9 +45,17 @@ class EngineRun:
 def _context(docs_dir: Path | None) -> Any:
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
     import great_expectations as gx
-    from great_expectations.data_context.types.base import ProgressBarsConfig
+    from great_expectations.data_context.types.base import (
+        DataContextConfig,
+        InMemoryStoreBackendDefaults,
+        ProgressBarsConfig,
+    )
 
-    context = gx.get_context(mode="ephemeral")
+    # No temporary Data Docs site: by default each ephemeral context creates one in /tmp.
+    config = DataContextConfig(
+        store_backend_defaults=InMemoryStoreBackendDefaults(init_temp_docs_sites=False)
+    )
+    context = gx.get_context(project_config=config, mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
     if docs_dir is not None:
         context.add_data_docs_site(
@@ -115,6 +123,7 @@ def _to_result(check: Check, outcome: Any) -> CheckResult:
         unexpected_count=None if result.get("unexpected_count") is None else int(result["unexpected_count"]),
         observed=observed if isinstance(observed, int | float | str | bool) or observed is None else str(observed),
         observed_is_count=check.expectation in _COUNT_OBSERVED,
+        unit=check.unit,
         error=error,
     )  # fmt: skip
 

@@ -52,6 +52,9 @@ class Check:
     blocking: bool
     description: str
     derive: str = ""
+    # What the frame's rows are: "rows" (records of patients: counts suppressed when shown) or
+    # "classes" (label classes of the manifest's count table: not patient counts).
+    unit: str = "rows"
 
     def identity(self) -> dict[str, Any]:
         """What the suite hash covers for this check."""
@@ -110,6 +113,7 @@ class CheckResult:
     unexpected_count: int | None = None  # rows that broke the expectation
     observed: Any = None  # aggregate expectations: the observed value
     observed_is_count: bool = False  # the observed value is a count (suppress it)
+    unit: str = "rows"  # Check.unit
     error: str = ""  # Great Expectations raised instead of judging
 
     @property

@@ -42,6 +42,8 @@ def observed_text(result: CheckResult, min_cell_count: int) -> str:
     if result.error:
         return f"error: {result.error.splitlines()[0][:80]}"
     if result.unexpected_count is not None and result.element_count is not None:
+        if result.unit != "rows":  # not patient counts: nothing to suppress
+            return f"{result.unexpected_count} of {result.element_count} {result.unit}"
         bad = suppress(result.unexpected_count, min_cell_count)
         total = suppress(result.element_count, min_cell_count)
         text = f"{_number(bad)} of {_number(total)}"
@@ -57,14 +59,19 @@ def observed_text(result: CheckResult, min_cell_count: int) -> str:
     return str(result.observed)
 
 
+def _count(result: CheckResult, count: int | None, min_cell_count: int) -> int | str | None:
+    return count if result.unit != "rows" else suppress(count, min_cell_count)
+
+
 def _result_entry(result: CheckResult, min_cell_count: int) -> dict[str, Any]:
     return {
         "id": result.id,
         "kind": result.kind,
         "blocking": result.blocking,
         "status": result.status,
-        "element_count": suppress(result.element_count, min_cell_count),
-        "unexpected_count": suppress(result.unexpected_count, min_cell_count),
+        "unit": result.unit,
+        "element_count": _count(result, result.element_count, min_cell_count),
+        "unexpected_count": _count(result, result.unexpected_count, min_cell_count),
         "observed": observed_text(result, min_cell_count),
         "description": result.description,
     }
