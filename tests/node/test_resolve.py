@@ -289,6 +289,7 @@ def test_cli_prints_a_suppressed_summary_and_maps_errors(
     assert "error[COHORT_NOT_FOUND]" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_each_backend_resolves_to_its_truth(cdm_url: str, tmp_path: Path) -> None:
     truths = generate_federation(
         FederationRequest(out=tmp_path / "fed", sites=1, patients=PATIENTS, seed=7, db_url=cdm_url)
