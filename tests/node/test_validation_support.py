@@ -19,18 +19,30 @@ from typing import Any
 import pandas as pd
 
 from cohorts.db import Database
+from cohorts.loader import load_definition
+from cohorts.runner import run_cohort
+from node.cache import build_dataset
 from node.concept_map import load_concept_map
+from node.manifest import resolve
+from node.settings import SiteSettings, load_site_settings
 from node.synth import omop
 from node.synth import vocabulary as v
 from node.synth.dicom import series_specs
+from node.synth.federation import FederationRequest, generate_federation
 from node.synth.profiles import get_profile, site_styles
 from node.synth.subjects import plan_site
 from node.validation import cdm_spec
 from node.validation.model import Check
 
+ROOT = Path(__file__).resolve().parents[2]
 TODAY = date(2026, 1, 1)
 UNKNOWN_ID = 999_999_999
 NONSTANDARD_CONCEPT = 2_000_009_999
+# Thresholds a 12-patient tiny site meets (its slices are 230/17 mm apart, its cohort small).
+SMALL_SITE = (
+    "\n[validation]\nmin_cohort_size = 3\nmin_train_per_class = 1\n"
+    "min_validation_per_class = 0\nmax_spacing_mm = 20.0\n"
+)
 
 
 def markers() -> dict[str, list[int]]:
@@ -216,3 +228,17 @@ ROW_KINDS = {
 }
 RATE_KINDS = {"standardConceptRecordCompleteness", "measureValueCompleteness"}
 TABLE_KINDS = {"cdmTable"}
+
+
+def pipeline_site(out: Path, patients: int = 12, seed: int = 5) -> SiteSettings:
+    """A synthetic site taken through cohort, manifest and 2D dataset, with thresholds it meets."""
+    generate_federation(FederationRequest(out=out, sites=1, patients=patients, seed=seed))
+    site_toml = out / "site_a" / "site.toml"
+    site_toml.write_text(site_toml.read_text() + SMALL_SITE)
+    settings = load_site_settings(site_toml)
+    definition = load_definition(ROOT / "cohorts" / "definitions" / "reference_glioma.json")
+    with Database(settings.database_url.get_secret_value(), settings.schemas) as db:
+        run_cohort(db, definition, 1, min_cell_count=5)
+    resolve(settings, 1)
+    build_dataset(settings, "densenet2d")
+    return settings
