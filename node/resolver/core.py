@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,7 @@ from node.concept_map import load_concept_map
 from node.errors import DicomRootError, LabelConflictError
 from node.imaging import Volume
 from node.resolver import images as img
-from node.resolver.labels import resolve_labels
+from node.resolver.labels import SubjectLabels, resolve_labels
 from node.resolver.pool import Progress, parallel_map
 from node.resolver.query import ImageRow, Member, fetch_images, fetch_labels, fetch_members
 from node.resolver.sequences import SEQUENCES, SequenceMap, load_sequence_map
@@ -231,7 +231,8 @@ def resolve_cohort(
     return Resolution(cohort_id, subjects, parameters)
 
 
-def _check_conflicts(results: Any, policy: str) -> None:
+def _check_conflicts(results: Iterable[SubjectLabels], policy: str) -> None:
+    """Under ``fail``, stop once every conflict has been logged (not at the first one)."""
     if policy != "fail":
         return
     conflicted = [r for r in results if r.conflicts]

@@ -18,9 +18,9 @@ from cohorts.loader import load_definition
 from cohorts.runner import run_cohort
 from models.names import Head
 from node.cache import build_dataset, cache_info
-from node.dataset import load_training_data
+from node.dataset import dataset_hash, load_training_data, manifest_sidecar
 from node.errors import DatasetCacheError, ManifestError, StaleDatasetError
-from node.manifest import load_salt, read_manifest_rows, resolve, subject_key
+from node.manifest import ManifestFiles, load_salt, read_manifest_rows, resolve, subject_key
 from node.settings import SiteSettings, load_site_settings
 from node.synth.federation import FederationRequest, generate_federation
 from node.synth.phantom import middle_coronal_slice
@@ -90,7 +90,7 @@ def test_2d_cache_holds_the_analytic_middle_coronal_slice_from_every_plane(
         settings = settings_of(out, site)
         report = build_dataset(settings, "densenet2d")
         data = load_training_data(settings, "densenet2d")
-        assert data.data_hash == report.data_hash
+        assert data.data_hash == report.data_hash == dataset_hash(settings, "densenet2d")
         assert (data.num_train, data.num_validation) == (report.num_train, report.num_validation)
         images = data.train.images
         assert isinstance(images, np.memmap) and images.dtype == np.float16
@@ -190,6 +190,10 @@ def test_loader_errors_say_what_to_run(
     with pytest.raises(StaleDatasetError):
         load_training_data(moved, "densenet2d")
     assert [r["state"] for r in cache_info(moved)] == ["stale (manifest changed)"]
+
+
+def test_the_loader_finds_the_manifest_where_the_resolver_writes_it(tmp_path: Path) -> None:
+    assert manifest_sidecar(tmp_path, 3) == ManifestFiles.of(tmp_path, 3).sidecar
 
 
 @pytest.mark.slow
