@@ -31,6 +31,8 @@ def _mask(condition: pd.Series) -> np.ndarray:
 def _as_integer(raw: pd.Series) -> tuple[pd.Series, np.ndarray]:
     if is_integer_dtype(raw.dtype):
         return raw.astype("Int64"), np.zeros(len(raw), dtype=bool)
+    if raw.dtype == object and not raw.notna().any():  # a column the table lacks: all null
+        return pd.Series(pd.NA, index=raw.index, dtype="Int64"), np.zeros(len(raw), dtype=bool)
     numbers = raw if is_float_dtype(raw.dtype) else pd.to_numeric(raw, errors="coerce")
     numbers = numbers.astype("float64")
     whole = numbers.notna() & (numbers == np.floor(numbers))
@@ -162,6 +164,8 @@ def _dates(
     dates = frame[start]
     person_ids = frame["person_id"]
     frame[f"future__{start}"] = dates.where(_mask(dates > pd.Timestamp(today)))
+    earliest = pd.Timestamp(t.earliest_plausible_date)
+    frame[f"too_early__{start}"] = dates.where(_mask(dates < earliest))
     births = _lookup(person_ids, _unique_by(typed["person"], "person_id", "year_of_birth"))
     before = _mask(dates.dt.year < births.astype("Float64"))
     frame[f"before_birth__{start}"] = dates.where(before)
@@ -183,7 +187,7 @@ def add_derived(
     today: date,
 ) -> pd.DataFrame:
     """``frame`` (typed) with the derived columns of the table's checks added."""
-    frame = frame.copy()
+    frame = frame.copy(deep=False)  # copy-on-write: the typed frame stays as it was
     if table == "concept":
         return frame
     _foreign_keys(table, frame, typed)
