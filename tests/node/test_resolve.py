@@ -19,6 +19,7 @@ from node.errors import CohortNotFoundError, DicomRootError, LabelConflictError
 from node.manifest import (
     COLUMNS,
     ManifestFiles,
+    ManifestWritten,
     load_salt,
     read_manifest,
     read_manifest_rows,
@@ -33,7 +34,7 @@ from node.synth.subjects import Subject, plan_site
 from omopfed.cli import main
 from omopfed.errors import ConfigError
 
-SEED, PATIENTS, SITES = 31, 16, 3
+SEED, PATIENTS, SITES = 31, 12, 3
 ROOT = Path(__file__).resolve().parents[2]
 REFERENCE = ROOT / "cohorts" / "definitions" / "reference_glioma.json"
 PREFIXES = ("flair", "t1", "t1ce", "t2")
@@ -54,6 +55,19 @@ def federation(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str
     for site in truths:
         run_reference_cohort(load_site_settings(out / site / "site.toml"))
     return out, truths
+
+
+@pytest.fixture(scope="module")
+def manifests(
+    federation: tuple[Path, dict[str, Any]], tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, tuple[Path, ManifestWritten]]:
+    """Each site resolved once with the default options: (workspace, what was written)."""
+    out, truths = federation
+    found = {}
+    for site in truths:
+        workspace = tmp_path_factory.mktemp(f"ws-{site}")
+        found[site] = (workspace, resolve(site_settings(out, site, workspace), 1))
+    return found
 
 
 def site_settings(out: Path, site: str, workspace: Path, **resolver: Any) -> SiteSettings:
@@ -114,25 +128,26 @@ def assert_counts_match_truth(rows: list[dict[str, Any]], truth: dict[str, Any])
 
 
 def test_manifest_counts_equal_truth_at_every_site(
-    federation: tuple[Path, dict[str, Any]], tmp_path: Path
+    federation: tuple[Path, dict[str, Any]], manifests: dict[str, tuple[Path, ManifestWritten]]
 ) -> None:
-    out, truths = federation
+    _, truths = federation
     assert {t["style"]["plane"] for t in truths.values()} == {"axial", "sagittal", "coronal"}
     for site, truth in truths.items():
-        written = resolve(site_settings(out, site, tmp_path / site), 1)
-        rows, digest = read_manifest_rows(tmp_path / site, 1)
+        workspace, written = manifests[site]
+        rows, digest = read_manifest_rows(workspace, 1)
         assert rows == written.rows and digest == written.manifest_hash
         assert_counts_match_truth(rows, truth)
 
 
 def test_every_kind_of_dirt_ends_as_its_reason(
-    federation: tuple[Path, dict[str, Any]], tmp_path: Path
+    federation: tuple[Path, dict[str, Any]], manifests: dict[str, tuple[Path, ManifestWritten]]
 ) -> None:
-    out, truths = federation
+    _, truths = federation
     seen: Counter[str | None] = Counter()
     for index, site in enumerate(sorted(truths)):
-        rows = resolve(site_settings(out, site, tmp_path / site), 1).rows
-        salt = load_salt(tmp_path / site)
+        workspace, written = manifests[site]
+        rows = written.rows
+        salt = load_salt(workspace)
         by_key = {r["subject_key"]: r for r in rows}
         members = set(truths[site]["reference_cohort"]["person_ids"])
         for subject in plan(index):
@@ -152,34 +167,36 @@ def test_every_kind_of_dirt_ends_as_its_reason(
 
 
 def test_manifest_is_pseudonymous_complete_and_atomic(
-    federation: tuple[Path, dict[str, Any]], tmp_path: Path
+    federation: tuple[Path, dict[str, Any]], manifests: dict[str, tuple[Path, ManifestWritten]]
 ) -> None:
     out, truths = federation
-    written = resolve(site_settings(out, "site_a", tmp_path), 1)
-    frame = read_manifest(tmp_path, 1)
+    workspace, written = manifests["site_a"]
+    frame = read_manifest(workspace, 1)
     assert list(frame.columns) == list(COLUMNS)
     assert "person_id" not in frame.columns
     keys = set(frame["subject_key"])
     person_ids = {str(p) for p in truths["site_a"]["reference_cohort"]["person_ids"]}
     assert len(keys) == len(frame) and not keys & person_ids
     assert all(len(k) == 32 and int(k, 16) >= 0 for k in keys)
-    salt_file = tmp_path / "secrets" / "subject-key.salt"
+    salt_file = workspace / "secrets" / "subject-key.salt"
     assert salt_file.stat().st_mode & 0o777 == 0o600
-    files = ManifestFiles.of(tmp_path, 1)
+    files = ManifestFiles.of(workspace, 1)
     assert {p.name for p in files.parquet.parent.iterdir()} == {
         "cohort-1.parquet",
         "cohort-1.json",
     }  # no temporary files left behind
     assert json.loads(files.sidecar.read_text())["manifest_hash"] == written.manifest_hash
-    again = resolve(site_settings(out, "site_a", tmp_path), 1)
+    again = resolve(site_settings(out, "site_a", workspace), 1)
     assert again.manifest_hash == written.manifest_hash  # deterministic, same salt
 
 
 def test_split_is_stratified_80_20_and_deterministic(
-    federation: tuple[Path, dict[str, Any]], tmp_path: Path
+    federation: tuple[Path, dict[str, Any]],
+    manifests: dict[str, tuple[Path, ManifestWritten]],
+    tmp_path: Path,
 ) -> None:
     out, _ = federation
-    rows = resolve(site_settings(out, "site_c", tmp_path), 1).rows
+    rows = manifests["site_c"][1].rows
     assert all((r["split"] is None) == (not r["included"]) for r in rows)
     strata: dict[str, Counter[str]] = {}
     for row in rows:
@@ -196,10 +213,12 @@ def test_split_is_stratified_80_20_and_deterministic(
 
 
 def test_conflict_policies_latest_and_fail(
-    federation: tuple[Path, dict[str, Any]], tmp_path: Path
+    federation: tuple[Path, dict[str, Any]],
+    manifests: dict[str, tuple[Path, ManifestWritten]],
+    tmp_path: Path,
 ) -> None:
     out, truths = federation
-    exclude = resolve(site_settings(out, "site_a", tmp_path / "x"), 1).rows
+    exclude = manifests["site_a"][1].rows
     latest = resolve(site_settings(out, "site_a", tmp_path / "l", conflict_policy="latest"), 1)
     conflicted = [r for r in latest.rows if r["label_conflicts"] == "mgmt"]
     assert len(conflicted) == truths["site_a"]["conflicting_mgmt_members"] == 1
@@ -292,7 +311,7 @@ def test_cli_prints_a_suppressed_summary_and_maps_errors(
 @pytest.mark.slow
 def test_each_backend_resolves_to_its_truth(cdm_url: str, tmp_path: Path) -> None:
     truths = generate_federation(
-        FederationRequest(out=tmp_path / "fed", sites=1, patients=PATIENTS, seed=7, db_url=cdm_url)
+        FederationRequest(out=tmp_path / "fed", sites=1, patients=10, seed=7, db_url=cdm_url)
     )
     settings = load_site_settings(tmp_path / "fed" / "site_a" / "site.toml")
     run_reference_cohort(settings)
