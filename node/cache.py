@@ -36,8 +36,16 @@ from typing import Any
 import numpy as np
 
 from node.concept_map import ConceptMap, load_concept_map
-from node.dataset import HEADS, INDEX_FORMAT, SPLITS, check_model, entry_dir, pointer_path
-from node.errors import DatasetCacheError
+from node.dataset import (
+    HEADS,
+    INDEX_FORMAT,
+    SPLITS,
+    check_fresh,
+    check_model,
+    entry_dir,
+    pointer_path,
+)
+from node.errors import DatasetCacheError, StaleDatasetError
 from node.imaging import (
     CHANNELS,
     SeriesRejected,
@@ -409,9 +417,6 @@ def cache_info(settings: SiteSettings) -> list[dict[str, Any]]:
 
 
 def _is_fresh(index: dict[str, Any], workspace: Path) -> bool:
-    from node.dataset import check_fresh
-    from node.errors import StaleDatasetError
-
     try:
         check_fresh(index, workspace, int(index["cohort_id"]))
     except StaleDatasetError:
