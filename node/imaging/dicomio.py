@@ -50,6 +50,17 @@ def is_dicom_file(path: Path) -> bool:
     return len(head) == 132 and head[128:132] == b"DICM"
 
 
+# MR, enhanced MR, CT and secondary-capture image storage: files that must carry pixel data.
+_IMAGE_STORAGE = frozenset(
+    {
+        "1.2.840.10008.5.1.4.1.1.4",
+        "1.2.840.10008.5.1.4.1.1.4.1",
+        "1.2.840.10008.5.1.4.1.1.2",
+        "1.2.840.10008.5.1.4.1.1.7",
+    }
+)
+
+
 def read_dataset(path: Path) -> Dataset:
     """Read a whole DICOM file; any failure (truncated, corrupt) rejects the series, naming it."""
     try:
@@ -60,10 +71,21 @@ def read_dataset(path: Path) -> Dataset:
         ) from exc
 
 
-def non_image_reason(ds: Dataset) -> str | None:
-    """Why a DICOM dataset is not an image to stack (None when it is one)."""
+def non_image_reason(ds: Dataset, path: Path) -> str | None:
+    """Why a DICOM dataset is not an image to stack (None when it is one).
+
+    pydicom reads a file cut off inside its data set leniently: no error, just missing
+    elements. A file whose meta header declares an image storage class but whose data set has
+    no SOP class or no pixel data is such a damaged image, not a non-image object to skip:
+    skipping it would leave a hole and misreport the series as ``missing_slices``.
+    """
     if ds.get("SOPClassUID", "") == _SEG_SOP_CLASS or ds.get("Modality", "") == "SEG":
         return "segmentation object"
+    declared = str(getattr(ds, "file_meta", Dataset()).get("MediaStorageSOPClassUID", ""))
+    if declared in _IMAGE_STORAGE and ("SOPClassUID" not in ds or "PixelData" not in ds):
+        raise SeriesRejected(
+            RejectReason.UNREADABLE_FILE, f"{path} is cut off: an image without its data"
+        )
     if "PixelData" not in ds:
         return "no pixel data"
     return None

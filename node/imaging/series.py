@@ -50,7 +50,7 @@ def read_series(
             skipped.append(SkippedFile(path, "not a DICOM file"))
             continue
         ds = read_dataset(path)
-        reason = non_image_reason(ds)
+        reason = non_image_reason(ds, path)
         if reason is None:
             images.append((path, ds))
         else:

@@ -37,8 +37,6 @@ PERMISSION_DENIED = "permission_denied"
 NO_IMAGES = "no_images"
 UNREADABLE_FILE = "unreadable_file"
 UNCLASSIFIED_SERIES = "unclassified_series"
-# Rejections a damaged file can cause by being skipped (see damaged_file).
-_HOLE_REASONS = {"missing_slices", "irregular_spacing", "no_images"}
 _HEADER_TAGS = [
     "SeriesInstanceUID",
     "SOPClassUID",
@@ -188,26 +186,6 @@ def preference(index_date: date) -> Callable[[Candidate], tuple[bool, int, int]]
     return key
 
 
-def damaged_file(location: Path) -> Path | None:
-    """A Part 10 file whose data set is cut off (no SOPClassUID) or cannot be parsed.
-
-    pydicom reads a file truncated inside its header leniently: the result has file meta but
-    no data set, which :func:`node.imaging.read_series` skips as "no pixel data", and the series
-    is then rejected for the hole it leaves (``missing_slices``). The true cause is the
-    damaged file, so the resolver reports ``unreadable_file`` for it.
-    """
-    for path in _files(location):
-        if not is_dicom_file(path):
-            continue
-        try:
-            ds = pydicom.dcmread(path, stop_before_pixels=True)
-        except (InvalidDicomError, OSError, ValueError, EOFError, KeyError):
-            return path
-        if "SOPClassUID" not in ds:
-            return path
-    return None
-
-
 def choose(options: list[Candidate], index_date: date) -> tuple[Candidate, Volume] | str:
     """The first candidate (in preference order) whose series reads; else the first reason."""
     reasons = []
@@ -216,11 +194,7 @@ def choose(options: list[Candidate], index_date: date) -> tuple[Candidate, Volum
             volume = read_series(candidate.location, series_uid=candidate.row.series_uid)
         except SeriesRejected as exc:
             log.info("series of image_occurrence %d: %s", candidate.row.image_occurrence_id, exc)
-            reason = exc.reason.value
-            if reason in _HOLE_REASONS and (damaged := damaged_file(candidate.location)):
-                log.info("%s is damaged: the series is unreadable", damaged)
-                reason = UNREADABLE_FILE
-            reasons.append(reason)
+            reasons.append(exc.reason.value)
             continue
         except PermissionError as exc:
             log.info("series at %s: %s", candidate.location, exc.strerror)

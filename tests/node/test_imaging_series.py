@@ -70,12 +70,17 @@ def test_order_ignores_file_names_instance_numbers_and_list_order(axial: list[Pa
     assert np.array_equal(volume.array[5], pydicom.dcmread(axial[5]).pixel_array.astype(np.float32))
 
 
+BASIC_TEXT_SR = "1.2.840.10008.5.1.4.1.1.88.11"
+
+
 def test_non_dicom_and_non_image_files_are_skipped_and_recorded(axial: list[Path]) -> None:
     folder = axial[0].parent
     (folder / "README.txt").write_text("export notes")
     (folder / ".DS_Store").write_bytes(b"\x00\x01binary")
-    no_pixels = pydicom.dcmread(axial[0])
+    no_pixels = pydicom.dcmread(axial[0])  # turned into a structured report: not an image
     del no_pixels.PixelData
+    no_pixels.SOPClassUID = no_pixels.file_meta.MediaStorageSOPClassUID = BASIC_TEXT_SR
+    no_pixels.Modality = "SR"
     no_pixels.SOPInstanceUID = generate_uid()
     no_pixels.save_as(folder / "report.dcm", enforce_file_format=True)
     volume = read_series(folder)
@@ -190,6 +195,14 @@ def test_truncated_file_rejects_the_series_and_names_the_file(axial: list[Path])
     axial[6].write_bytes(data[: len(data) // 2])
     error = _reject(axial[0].parent, RejectReason.UNREADABLE_FILE)
     assert axial[6].name in str(error)
+
+
+def test_file_cut_off_inside_its_header_is_unreadable_not_a_hole(axial: list[Path]) -> None:
+    # pydicom reads such a file without error; skipping it would report missing_slices.
+    data = axial[6].read_bytes()
+    axial[6].write_bytes(data[:400])
+    error = _reject(axial[0].parent, RejectReason.UNREADABLE_FILE)
+    assert axial[6].name in str(error) and "cut off" in str(error)
 
 
 def test_two_series_in_one_folder_need_a_series_uid(axial: list[Path], tmp_path: Path) -> None:
