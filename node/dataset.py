@@ -1,10 +1,16 @@
-"""Training data from the dataset cache: what the Flower ClientApp and the trainers call.
+"""Training data from the site's dataset cache: what the Flower ClientApp and the trainers call.
+
+The site-side layer over :mod:`models.cache`: settings -> ``cache_dir``, the pointer naming the
+current entry of (model, cohort), the freshness check against the site's manifest, then the
+entry format reader in ``models`` (which the aggregator's centralized baseline shares, since
+``federation`` may not import ``node``). Errors come out as ``DATASET_CACHE`` /
+``DATASET_STALE`` with the command the steward should run.
 
 A fresh ``flwr-clientapp`` process starts for every message (design.md section 7), so this
-module is the whole import cost of getting data: it imports numpy and :mod:`models.data` and
-reads only the cache (``np.load(..., mmap_mode="r")`` plus two small JSON files). No pandas,
-pyarrow, pydicom or Great Expectations; building the cache is :mod:`node.cache`'s job
-(``omopfed dataset build``).
+module is the whole import cost of getting data: numpy, :mod:`models.data` and
+:mod:`models.cache`; it reads only the cache (``np.load(..., mmap_mode="r")`` plus two small
+JSON files). No pandas, pyarrow, pydicom or Great Expectations; building the cache is
+:mod:`node.cache`'s job (``omopfed dataset build``).
 
 Cache layout under ``settings.cache_dir`` (docs/explanation/dataset-cache.md)::
 
@@ -17,24 +23,35 @@ Cache layout under ``settings.cache_dir`` (docs/explanation/dataset-cache.md)::
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
+from models import cache as entry_format
+from models.cache import HEADS, INDEX_FORMAT, MODELS, SPLITS, CacheEntryError
 from models.data import ArrayDataset
-from models.names import MARKER_HEADS, Head
 from node.errors import DatasetCacheError, StaleDatasetError
 
 if TYPE_CHECKING:  # the caller has built the settings; importing them here would cost time
     from node.settings import SiteSettings
 
-MODELS = ("densenet2d", "unet3d")
-INDEX_FORMAT = "omopfed-dataset/1"
-#: Label heads stored per model, in column order of the labels arrays.
-HEADS: dict[str, tuple[Head, ...]] = {"densenet2d": (Head.MGMT,), "unet3d": MARKER_HEADS}
-SPLITS = ("train", "validation")
+__all__ = [
+    "HEADS",
+    "INDEX_FORMAT",
+    "MODELS",
+    "SPLITS",
+    "TrainingData",
+    "check_fresh",
+    "check_model",
+    "dataset_hash",
+    "entry_dir",
+    "load_training_data",
+    "manifest_sidecar",
+    "pointer_path",
+    "read_index",
+]
 
 
 @dataclass(frozen=True)
@@ -48,10 +65,18 @@ class TrainingData:
     num_validation: int
 
 
+@contextmanager
+def _as_site_error() -> Iterator[None]:
+    """The format reader's error as the site's ``DATASET_CACHE`` (same message and hint)."""
+    try:
+        yield
+    except CacheEntryError as exc:
+        raise DatasetCacheError(exc.message, hint=exc.hint) from None
+
+
 def check_model(model: str) -> str:
-    if model not in MODELS:
-        raise DatasetCacheError(f"unknown model {model!r}", hint=f"use one of {', '.join(MODELS)}")
-    return model
+    with _as_site_error():
+        return entry_format.check_model(model)
 
 
 def pointer_path(cache_dir: Path, model: str, cohort_id: int) -> Path:
@@ -68,29 +93,21 @@ def manifest_sidecar(workspace: Path, cohort_id: int) -> Path:
     return workspace / "manifest" / f"cohort-{cohort_id}.json"
 
 
-def _read_json(path: Path, missing: str, hint: str) -> dict[str, Any]:
-    try:
-        data: dict[str, Any] = json.loads(path.read_text("utf-8"))
-    except FileNotFoundError:
-        raise DatasetCacheError(missing, hint=hint) from None
-    except (OSError, json.JSONDecodeError) as exc:
-        raise DatasetCacheError(f"{path} is unreadable: {exc}", hint=hint) from None
-    return data
-
-
 def read_index(cache_dir: Path, model: str, cohort_id: int) -> tuple[Path, dict[str, Any]]:
     """The current entry's folder and index for (model, cohort)."""
     hint = f"run `omopfed dataset build --settings SITE.toml --model {model} --cohort {cohort_id}`"
-    pointer = _read_json(
-        pointer_path(cache_dir, model, cohort_id),
-        f"no {model} dataset for cohort {cohort_id} in the cache {cache_dir}",
-        hint,
-    )
+    path = pointer_path(cache_dir, model, cohort_id)
+    try:
+        pointer = json.loads(path.read_text("utf-8"))
+    except FileNotFoundError:
+        raise DatasetCacheError(
+            f"no {model} dataset for cohort {cohort_id} in the cache {cache_dir}", hint=hint
+        ) from None
+    except (OSError, json.JSONDecodeError) as exc:
+        raise DatasetCacheError(f"{path} is unreadable: {exc}", hint=hint) from None
     folder = entry_dir(cache_dir, str(pointer.get("data_hash", "")))
-    index = _read_json(folder / "index.json", f"cache entry {folder} is missing", hint)
-    if index.get("format") != INDEX_FORMAT or index.get("model") != model:
-        raise DatasetCacheError(f"cache entry {folder} is not a {model} dataset", hint=hint)
-    return folder, index
+    with _as_site_error():
+        return folder, entry_format.read_entry_index(folder, model, hint=hint)
 
 
 def check_fresh(index: dict[str, Any], workspace: Path, cohort_id: int) -> None:
@@ -104,31 +121,6 @@ def check_fresh(index: dict[str, Any], workspace: Path, cohort_id: int) -> None:
             f"the {index['model']} dataset was built from an older manifest of cohort {cohort_id}",
             hint=f"run `omopfed dataset build --model {index['model']} --cohort {cohort_id}`",
         )
-
-
-def _array(path: Path) -> np.ndarray:
-    """Memory-mapped when it holds data (numpy cannot map a zero-length array)."""
-    try:
-        try:
-            mapped: np.ndarray = np.load(path, mmap_mode="r")
-        except ValueError:
-            return np.load(path)
-    except OSError as exc:
-        raise DatasetCacheError(f"cache file {path} is unreadable: {exc}") from None
-    return mapped
-
-
-def _split(cache_dir: Path, folder: Path, index: dict[str, Any], name: str) -> ArrayDataset:
-    spec = index["splits"][name]
-    labels = _array(folder / spec["labels"])
-    by_head: dict[Head | str, np.ndarray] = {
-        Head(h): labels[:, i] for i, h in enumerate(index["heads"])
-    }
-    if index["model"] == "densenet2d":
-        return ArrayDataset(_array(folder / spec["images"]), by_head)
-    images = [_array(cache_dir / p) for p in spec["images"]]
-    masks = [None if p is None else _array(cache_dir / p) for p in spec["masks"]]
-    return ArrayDataset(images, by_head, masks=masks)
 
 
 def dataset_hash(settings: SiteSettings, model: str, *, cohort_id: int = 1) -> str:
@@ -147,11 +139,12 @@ def load_training_data(settings: SiteSettings, model: str, *, cohort_id: int = 1
     cache_dir = Path(settings.cache_dir or "")
     folder, index = read_index(cache_dir, model, cohort_id)
     check_fresh(index, Path(settings.workspace), cohort_id)
-    train, validation = (_split(cache_dir, folder, index, name) for name in SPLITS)
+    with _as_site_error():
+        entry = entry_format.load_entry(folder, model, index=index, root=cache_dir)
     return TrainingData(
-        train=train,
-        validation=validation,
-        data_hash=str(index["data_hash"]),
-        num_train=len(train),
-        num_validation=len(validation),
+        train=entry.train,
+        validation=entry.validation,
+        data_hash=entry.data_hash,
+        num_train=len(entry.train),
+        num_validation=len(entry.validation),
     )
