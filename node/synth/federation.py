@@ -51,6 +51,11 @@ class FederationRequest:
     workers: int = field(default_factory=lambda: min(2, os.cpu_count() or 1))
     force: bool = False
 
+    def __post_init__(self) -> None:
+        # image_occurrence.local_path is written absolute: a relative --out would make every
+        # path relative to the directory the generator ran in, and the resolver find nothing.
+        object.__setattr__(self, "out", Path(self.out).absolute())
+
 
 @dataclass
 class _Site:

@@ -129,3 +129,22 @@ def test_db_url_writes_site_schemas_on_each_backend(cdm_url: str, tmp_path: Path
     )
     with Database(cdm_url, settings.schemas) as db:
         _check_site(db, truth)
+
+
+def test_relative_out_gives_absolute_local_paths(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    request = FederationRequest(out=Path("fed"), sites=1, patients=12, seed=3, workers=1)
+    generate_federation(request)
+    db = Database(f"duckdb:///{tmp_path / 'fed' / 'site_a' / 'cdm.duckdb'}")
+    with db.connect() as conn:
+        paths = (
+            conn.exec_driver_sql(
+                f"SELECT DISTINCT local_path FROM {db.qualified('cdm', 'image_occurrence')}"
+            )
+            .scalars()
+            .all()
+        )
+    db.dispose()
+    assert paths and all(Path(p).is_absolute() and Path(p).exists() for p in paths)
