@@ -149,7 +149,7 @@ class FlowerCli:
             raise FlowerProcessError(f"`flwr {args[0]}` failed: {message[-1]}")
         return result
 
-    def text(self, args: Sequence[str], *, timeout: float = 120.0) -> str:
+    def text(self, args: Sequence[str], *, timeout: float | None = 120.0) -> str:
         """Run a ``flwr`` command without JSON output (``flwr log``)."""
         done = subprocess.run(
             [executable("flwr"), *args],
@@ -176,6 +176,20 @@ class FlowerCli:
             if time.monotonic() >= deadline:
                 raise FlowerProcessError(f"run {run_id} did not finish within {timeout:g} s")
             time.sleep(poll)
+
+
+def config_args(config: Mapping[str, Any]) -> list[str]:
+    """``--run-config`` arguments, one ``key=value`` each, values as TOML literals."""
+    args = []
+    for key, value in config.items():
+        if isinstance(value, bool):
+            literal = "true" if value else "false"
+        elif isinstance(value, int | float):
+            literal = repr(value)
+        else:
+            literal = '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+        args += ["--run-config", f"{key}={literal}"]
+    return args
 
 
 def start_process(

@@ -76,20 +76,6 @@ def _run_config(request: SimulationRequest, mapping: dict[str, str]) -> dict[str
     return config
 
 
-def config_args(config: Mapping[str, Any]) -> list[str]:
-    """``--run-config`` arguments, one ``key=value`` each, values as TOML literals."""
-    args = []
-    for key, value in config.items():
-        if isinstance(value, bool):
-            literal = "true" if value else "false"
-        elif isinstance(value, int | float):
-            literal = repr(value)
-        else:
-            literal = '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
-        args += ["--run-config", f"{key}={literal}"]
-    return args
-
-
 def simulate(request: SimulationRequest) -> SimulationResult:
     """Run one simulated federation to the end and report what the store recorded."""
     clients, mapping = _clients(request)
@@ -118,7 +104,9 @@ def simulate(request: SimulationRequest) -> SimulationResult:
             "--federation-config",
             f"num-supernodes={clients} client-resources-num-cpus={request.cpus_per_client}",
         ]
-        started = cli.json(["run", str(app), flower.CONNECTION, *config_args(config), *federation])
+        started = cli.json(
+            ["run", str(app), flower.CONNECTION, *flower.config_args(config), *federation]
+        )
         run_id = str(started["run-id"])
         status = cli.wait_run(run_id, timeout=request.timeout)
     finally:

@@ -291,10 +291,10 @@ def _site_result(reply: Message, registered: str | None) -> SiteResult | None:
     arrays = content.get(RecordKey.ARRAYS)
     split = "train" if isinstance(arrays, ArrayRecord) else "global"
     extras = by_split.setdefault(split, {})
-    extras[ReplyMetric.NUM_EXAMPLES] = float(examples)
+    extras[ReplyMetric.NUM_EXAMPLES.value] = float(examples)
     for timing in (ReplyMetric.TRAIN_SECONDS, ReplyMetric.EVALUATE_SECONDS):
         if isinstance(metrics.get(timing), int | float):
-            extras[timing] = float(metrics[timing])  # type: ignore[arg-type]
+            extras[timing.value] = float(metrics[timing])  # type: ignore[arg-type]
     size = arrays.count_bytes() if isinstance(arrays, ArrayRecord) else 0
     extras["bytes-from-site"] = float(size)
     return SiteResult(name, reply.metadata.src_node_id, examples, size, by_split)
@@ -323,10 +323,10 @@ def _mean_metrics(sites: list[SiteResult], split: str) -> MetricRecord:
     weights: dict[str, float] = {}
     for site in sites:
         for name, value in site.metrics.get(split, {}).items():
-            if np.isfinite(value):
+            if name != ReplyMetric.NUM_EXAMPLES and np.isfinite(value):
                 sums[name] = sums.get(name, 0.0) + value * site.num_examples
                 weights[name] = weights.get(name, 0.0) + site.num_examples
-    return MetricRecord({name: sums[name] / weights[name] for name in sums})
+    return MetricRecord({str(name): sums[name] / weights[name] for name in sums})
 
 
 def _listing(report: RoundReport) -> str:

@@ -169,11 +169,9 @@ def parse_instruction(message: Message) -> Instruction:
 
 
 def _prepare(
-    message: Message, context: Context, load_data: DataLoaderFn
-) -> tuple[Site, Instruction, TrainingDataLike]:
-    """Settings, instruction, model check, data and gate: the steps before any training."""
-    with refuse_as(ReplyError.CONFIG):
-        site = resolve_site(context)
+    message: Message, site: Site, load_data: DataLoaderFn
+) -> tuple[Instruction, TrainingDataLike]:
+    """Instruction, model check, data and gate: the steps before any training."""
     with refuse_as(ReplyError.PROTOCOL):
         instruction = parse_instruction(message)
         if not isinstance(message.content.get(RecordKey.ARRAYS), ArrayRecord):
@@ -186,7 +184,7 @@ def _prepare(
         require_validated(site.settings.workspace, data.data_hash)
     if site.partition is not None:
         data = _partitioned(data, *site.partition, seed=instruction.seed)
-    return site, instruction, data
+    return instruction, data
 
 
 def handle(
@@ -195,18 +193,33 @@ def handle(
     step: Callable[[Message, Site, Instruction, TrainingDataLike], Message],
     load_data: DataLoaderFn = load_site_data,
 ) -> Message:
-    """Run one message through the common steps and ``step``; every failure becomes a code."""
+    """Run one message through the common steps and ``step``; every failure becomes a code.
+
+    Every reply, error replies included, is appended to the site's egress audit log before it
+    is handed to Flower; a reply that cannot be logged is not sent.
+    """
     kind = message.metadata.message_type
+    site: Site | None = None
     try:
-        site, instruction, data = _prepare(message, context, load_data)
+        with refuse_as(ReplyError.CONFIG):
+            site = resolve_site(context)
+        instruction, data = _prepare(message, site, load_data)
         with refuse_as(ReplyError.TRAINING):
-            return step(message, site, instruction, data)
+            reply = step(message, site, instruction, data)
     except Refusal as refusal:
         log.warning("%s refused (%s): %s", kind, refusal.code.name, refusal.__cause__ or "")
-        return egress.error_reply(message, refusal.code)
+        reply = egress.error_reply(message, refusal.code)
     except Exception:
         log.exception("%s failed unexpectedly", kind)
-        return egress.error_reply(message, ReplyError.INTERNAL)
+        reply = egress.error_reply(message, ReplyError.INTERNAL)
+    if site is None:
+        return reply
+    try:
+        egress.audit(reply, site.settings.workspace / "audit")
+    except OSError:
+        log.exception("cannot write the egress audit log; the reply is withheld")
+        return egress.error_reply(message, ReplyError.EGRESS)
+    return reply
 
 
 def train_step(

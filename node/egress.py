@@ -23,10 +23,15 @@ builds a reply another way still cannot send something the policy forbids.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 from flwr.app import ArrayRecord, ConfigRecord, Error, Message, MetricRecord, RecordDict
 
@@ -164,6 +169,40 @@ def seal(message: Message, content: RecordDict, policy: Policy) -> Message:
     if kind == TRAIN:
         _check_arrays(content.get(RecordKey.ARRAYS), message.content.get(RecordKey.ARRAYS))
     return Message(content, reply_to=message)
+
+
+def audit(reply: Message, folder: Path) -> Path:
+    """Append what a reply carries to ``folder/egress.jsonl``: the site's record of what left.
+
+    Metric values, config values, array names, shapes and dtypes (not their values), and error
+    codes. One JSON object per line, appended with O_APPEND so concurrent replies never
+    interleave within a line.
+    """
+    entry: dict[str, Any] = {
+        "at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "type": reply.metadata.message_type,
+    }
+    if reply.has_error():
+        entry["error"] = {"code": reply.error.code, "reason": reply.error.reason}
+    else:
+        entry["records"] = {key: _describe(record) for key, record in reply.content.items()}
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "egress.jsonl"
+    line = (json.dumps(entry, sort_keys=True, default=str) + "\n").encode()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        os.write(fd, line)
+    finally:
+        os.close(fd)
+    return path
+
+
+def _describe(record: object) -> dict[str, Any]:
+    if isinstance(record, ArrayRecord):
+        return {"arrays": {k: [a.dtype, list(a.shape)] for k, a in record.items()}}
+    if isinstance(record, MetricRecord | ConfigRecord):
+        return {"values": dict(record)}
+    return {"unknown": type(record).__name__}
 
 
 def _require_examples(examples: int, policy: Policy) -> None:

@@ -74,6 +74,8 @@ def test_refuses_data_without_a_passing_validation(tmp_path: Path, train_message
     settings = make_site(tmp_path, "site_a", data, validated=False)
     code, reason = _error(site_fn(settings, data)(train_message))
     assert code == ReplyError.VALIDATION_GATE
+    audit = (tmp_path / "site_a" / "workspace" / "audit" / "egress.jsonl").read_text()
+    assert '"code": 104' in audit  # refusals are audited too
     changed = tiny_2d(5)  # validated hash-0, now hash-5
     settings = make_site(tmp_path, "site_b", data)
     assert _error(site_fn(settings, changed)(train_message))[0] == ReplyError.VALIDATION_GATE

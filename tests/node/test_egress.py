@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -162,3 +164,16 @@ def test_seal_refuses_arrays_in_an_evaluate_reply() -> None:
     message = instruction(RecordDict({RecordKey.ARRAYS: _model()}), kind="evaluate")
     with pytest.raises(EgressError, match="may not leave"):
         egress.seal(message, _content({"num-examples": 40}), POLICY)
+
+
+def test_audit_appends_what_each_reply_carries(tmp_path: Path) -> None:
+    message = _train_message()
+    reply = egress.train_reply(message, _model(), _train_summary(), _validation(), 1.5, POLICY)
+    egress.audit(reply, tmp_path)
+    egress.audit(egress.error_reply(message, ReplyError.DATA), tmp_path)
+    lines = [json.loads(line) for line in (tmp_path / "egress.jsonl").read_text().splitlines()]
+    assert lines[0]["records"]["arrays"]["arrays"]["w"] == ["float32", [2, 3]]
+    assert lines[0]["records"]["metrics"]["values"]["validation.mgmt_auc"] == 0.8
+    assert lines[0]["records"]["site"]["values"] == {"name": "site_a"}
+    assert lines[1]["error"] == {"code": 105, "reason": egress.error_reason(ReplyError.DATA)}
+    assert oct((tmp_path / "egress.jsonl").stat().st_mode & 0o777) == "0o600"

@@ -1,0 +1,138 @@
+"""``omopfed node keygen`` and ``omopfed node start``: how a site joins a federation.
+
+``keygen`` makes the key pair whose public half the coordinator registers. ``start`` turns into
+the site's Flower SuperNode (the process is replaced, so a service manager or the steward's
+terminal owns it directly): TLS verified against the aggregator's CA, node authentication with
+the site's key, the site settings file handed to the ClientApp through ``--node-config``, its own
+``FLWR_HOME`` and a local port of its own, so several sites can share a host.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+import socket
+import sys
+from pathlib import Path
+
+import typer
+from cryptography.hazmat.primitives.serialization import load_ssh_private_key
+
+from node import keys
+from node.settings import SiteSettings, load_site_settings
+from omopfed.clikit import new_app, out
+from omopfed.errors import ConfigError
+from omopfed.offline import child_env
+from omopfed.protocol import NodeConfigKey
+
+node_app = new_app("Join a federation: the site's SuperNode key and process.")
+
+SettingsOption = typer.Option(..., "--settings", "-s", help="Site settings TOML file.")
+_ADDRESS = re.compile(r"^[A-Za-z0-9.\-]+:\d{1,5}$|^\[[0-9A-Fa-f:]+\]:\d{1,5}$")
+
+
+def default_key(site: SiteSettings) -> Path:
+    """Where ``keygen`` writes the site's private key unless told otherwise."""
+    return site.workspace / "keys" / "supernode"
+
+
+@node_app.command("keygen")
+def keygen_command(
+    settings: Path = SettingsOption,
+    key: Path | None = typer.Option(None, "--key", help="Private key path (default: workspace)."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing key pair."),
+) -> None:
+    """Create the site's SuperNode key pair (ECDSA P-384, OpenSSH format)."""
+    site = load_site_settings(settings)
+    pair = keys.generate(key or default_key(site), comment=site.site_name, force=force)
+    out.print(f"private key {pair.private} (keep it here)", highlight=False)
+    out.print(f"public key  {pair.public} ({pair.fingerprint})", highlight=False)
+    out.print("send the public key to the coordinator for `omopfed aggregator register-site`")
+
+
+def _toml_string(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def supernode_command(
+    settings_file: Path,
+    site: SiteSettings,
+    *,
+    superlink: str,
+    root_certificates: Path,
+    key: Path,
+    port: int,
+    allowed_models: list[str],
+    max_retries: int | None = None,
+) -> list[str]:
+    """The ``flower-supernode`` command line for this site (checked before anything starts)."""
+    if not _ADDRESS.match(superlink):
+        raise ConfigError(f"--superlink {superlink!r} is not HOST:PORT")
+    if not root_certificates.is_file():
+        raise ConfigError(f"CA certificate {root_certificates} does not exist")
+    try:
+        load_ssh_private_key(key.read_bytes(), None)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(
+            f"cannot use the SuperNode key {key}: {exc}", hint="omopfed node keygen --settings ..."
+        ) from None
+    node_config = f"{NodeConfigKey.SETTINGS}={_toml_string(str(settings_file.resolve()))}"
+    if allowed_models:
+        node_config += f" {NodeConfigKey.ALLOWED_MODELS}={_toml_string(','.join(allowed_models))}"
+    command = [
+        "flower-supernode",
+        "--superlink", superlink,
+        "--root-certificates", str(root_certificates.resolve()),
+        "--auth-supernode-private-key", str(key.resolve()),
+        "--node-config", node_config,
+        "--port", str(port or _free_port()),
+    ]  # fmt: skip
+    if max_retries is not None:
+        command += ["--max-retries", str(max_retries)]
+    return command
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@node_app.command("start")
+def start_command(
+    settings: Path = SettingsOption,
+    superlink: str = typer.Option(..., "--superlink", help="The aggregator's HOST:PORT."),
+    root_certificates: Path = typer.Option(
+        ..., "--root-certificates", help="The aggregator's CA certificate (ca.crt)."
+    ),
+    key: Path | None = typer.Option(None, "--key", help="Private key (default: from keygen)."),
+    port: int = typer.Option(0, "--port", help="Local port of this SuperNode (0: a free one)."),
+    allow_models: list[str] = typer.Option(
+        [], "--allow-model", help="Models this site trains (repeat; default: any)."
+    ),
+    max_retries: int | None = typer.Option(
+        None, "--max-retries", help="Give up after this many failed connection attempts."
+    ),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the command, start nothing."),
+) -> None:
+    """Run this site's Flower SuperNode in the foreground (until stopped)."""
+    site = load_site_settings(settings)
+    command = supernode_command(
+        settings, site, superlink=superlink, root_certificates=root_certificates,
+        key=key or default_key(site), port=port, allowed_models=allow_models,
+        max_retries=max_retries,
+    )  # fmt: skip
+    if dry_run:
+        out.print(shlex.join(command), highlight=False, soft_wrap=True)
+        return
+    bin_dir = Path(sys.executable).parent
+    env = child_env({"FLWR_HOME": str(site.workspace / "flwr")})
+    env["PATH"] = os.pathsep.join([str(bin_dir), env.get("PATH", "")])  # Flower finds its helpers
+    beside = bin_dir / command[0]
+    target = str(beside) if beside.exists() else shutil.which(command[0])
+    if target is None:
+        raise ConfigError("flower-supernode is not installed", hint="pip install flwr")
+    sys.stdout.flush()
+    os.execve(target, command, env)
