@@ -7,9 +7,11 @@ import sys
 
 import typer
 
+from federation.cli import aggregator_app, simulate_command
 from node import cli as site_cli
 from node.cli_cohort import cohort_app
 from node.cli_data import dataset_app, resolve_command
+from node.cli_federation import node_app
 from node.cli_synth import etl_app, synth_app
 from node.cli_validate import validate_command
 from omopfed import __version__, offline
@@ -26,6 +28,9 @@ app.command("resolve")(resolve_command)
 app.add_typer(dataset_app, name="dataset")
 app.command("validate")(validate_command)
 app.command("demo")(demo_command)
+app.add_typer(node_app, name="node")
+app.add_typer(aggregator_app, name="aggregator")
+app.command("simulate")(simulate_command)
 
 
 @app.callback()
