@@ -261,12 +261,19 @@ def read_toml(path: Path) -> dict[str, Any]:
 def load_site_settings(path: Path | str, *, environ: dict[str, str] | None = None) -> SiteSettings:
     """Build the site settings from ``path`` and the environment, or raise ConfigError.
 
-    Keys may sit at the top level of the file or under a ``[site]`` table.
+    Keys may sit at the top level of the file or under a ``[site]`` table; other tables
+    (``[validation]``, ``[resolver]``...) stay at the top level beside it.
     """
     path = Path(path)
     data = read_toml(path)
-    if isinstance(data.get("site"), dict) and len(data) == 1:
-        data = data["site"]
+    if isinstance(data.get("site"), dict):
+        site = data.pop("site")
+        clash = sorted(set(site) & set(data))
+        if clash:
+            raise ConfigError(
+                f"{path}: key(s) {', '.join(clash)} given both in [site] and outside it"
+            )
+        data = {**site, **data}
     data = dict(data)
     data.setdefault("workspace", "workspace")
     data = _resolve_paths(data, path.resolve().parent)

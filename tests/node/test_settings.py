@@ -34,6 +34,15 @@ def test_site_table_is_accepted(tmp_path: Path) -> None:
     assert settings.site_name == "site-a"
 
 
+def test_site_table_beside_other_tables(tmp_path: Path) -> None:
+    text = "[site]\n" + GOOD + '\n[resolver]\nconflict_policy = "latest"\n'
+    settings = load_site_settings(_write(tmp_path, text), environ={})
+    assert settings.site_name == "site-a" and settings.resolver.conflict_policy == "latest"
+    clash = 'site_name = "b"\n[site]\n' + GOOD
+    with pytest.raises(ConfigError, match=r"site_name given both in \[site\] and outside it"):
+        load_site_settings(_write(tmp_path, clash), environ={})
+
+
 def test_environment_overrides_the_file(tmp_path: Path) -> None:
     path = _write(tmp_path, GOOD + "min_cell_count = 10\n")
     settings = load_site_settings(path, environ={"OMOPFED_MIN_CELL_COUNT": "20"})
