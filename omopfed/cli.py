@@ -13,6 +13,7 @@ from node.cli_cohort import cohort_app
 from node.cli_data import dataset_app, resolve_command
 from node.cli_federation import node_app
 from node.cli_synth import etl_app, synth_app
+from node.cli_train import train_command
 from node.cli_validate import validate_command
 from omopfed import __version__, offline
 from omopfed.clikit import configure_logging, new_app, run_app
@@ -27,6 +28,7 @@ app.add_typer(etl_app, name="etl")
 app.command("resolve")(resolve_command)
 app.add_typer(dataset_app, name="dataset")
 app.command("validate")(validate_command)
+app.command("train")(train_command)
 app.command("demo")(demo_command)
 app.add_typer(node_app, name="node")
 app.add_typer(aggregator_app, name="aggregator")
