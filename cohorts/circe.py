@@ -213,17 +213,22 @@ def _substitute(text: str, placeholders: dict[str, str]) -> str:
 
 
 def attrition_queries(rule_count: int) -> list[tuple[str, dict[str, int]]]:
-    """Persons among Circe's qualified events, then with rules 0..k-1 all met, for each k."""
+    """Persons among Circe's qualified events, then with rules 0..k-1 all met, for each k.
+
+    The events meeting rules 0..k-1 are grouped out of ``inclusion_events`` first and joined
+    to ``qualified_events``: a correlated count per qualified event instead made PostgreSQL
+    scan ``inclusion_events`` once per event (178 s for 25,000 events, 1M-person benchmark).
+    """
     queries: list[tuple[str, dict[str, int]]] = [
         ("SELECT count(DISTINCT person_id) FROM qualified_events", {})
     ]
     for k in range(1, rule_count + 1):
         queries.append(
             (
-                "SELECT count(DISTINCT q.person_id) FROM qualified_events q WHERE "
-                "(SELECT count(DISTINCT i.inclusion_rule_id) FROM inclusion_events i "
-                "WHERE i.person_id = q.person_id AND i.event_id = q.event_id "
-                "AND i.inclusion_rule_id < :k) = :k",
+                "SELECT count(DISTINCT q.person_id) FROM qualified_events q JOIN ("
+                "SELECT person_id, event_id FROM inclusion_events WHERE inclusion_rule_id < :k "
+                "GROUP BY person_id, event_id HAVING count(DISTINCT inclusion_rule_id) = :k"
+                ") i ON i.person_id = q.person_id AND i.event_id = q.event_id",
                 {"k": k},
             )
         )

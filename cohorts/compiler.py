@@ -171,17 +171,38 @@ def compile_definition(definition: CohortDefinition, target: Target) -> Compiled
         .where(sa.true(), *predicates)
         .distinct()
     )
-    counts = [sa.func.count(sa.distinct(index.c.person_id)).label("index_persons")]
-    for k in range(1, len(predicates) + 1):
-        kept = sa.case((sa.and_(*predicates[:k]), index.c.person_id), else_=None)
-        counts.append(sa.func.count(sa.distinct(kept)).label(f"rule_{k}"))
     sizes = {name: _count(q) for name, q in resolved.items()}
     return CompiledCohort(
         cohort=cohort,
-        attrition=sa.select(*counts),
+        attrition=_attrition(index, predicates),
         concept_set_sizes=sizes,
         rule_names=[rule.name for rule in definition.inclusion_rules],
     )
+
+
+def _attrition(index: sa.CTE, predicates: list[ColumnElement[bool]]) -> Select:
+    """One row: persons with an index event, then with an event passing rules 1..k, each k.
+
+    Each event gets the number of leading rules it passes from a nested ``CASE`` (``CASE WHEN
+    rule_1 THEN CASE WHEN rule_2 THEN ... ELSE 1 END ELSE 0 END``): a rule is evaluated at most
+    once per event and only when the earlier ones passed, where counting
+    ``CASE WHEN rule_1 AND ... AND rule_k`` for every k made PostgreSQL evaluate rule j's
+    correlated ``EXISTS`` once for each k >= j. Grouping by person then keeps each person's
+    best event, so the counts need no ``DISTINCT``.
+    """
+    passed: ColumnElement[Any] = sa.literal(len(predicates), sa.Integer())
+    for k in range(len(predicates), 0, -1):
+        passed = sa.case((predicates[k - 1], passed), else_=sa.literal(k - 1, sa.Integer()))
+    best = (
+        sa.select(index.c.person_id, sa.func.max(passed).label("best"))
+        .group_by(index.c.person_id)
+        .subquery("persons")
+    )
+    counts = [sa.func.count().label("index_persons")]
+    for k in range(1, len(predicates) + 1):
+        reached = sa.case((best.c.best >= sa.literal(k, sa.Integer()), 1), else_=None)
+        counts.append(sa.func.count(reached).label(f"rule_{k}"))
+    return sa.select(*counts).select_from(best)
 
 
 def _count(query: Select) -> Select:
@@ -194,22 +215,36 @@ def concept_set_size_query(concept_set: ConceptSet, target: Target) -> Select:
 
 
 def _index_events(definition: CohortDefinition, t: _Tables, codesets: dict[str, sa.CTE]) -> sa.CTE:
-    """Index events inside an observation period, with the person's demographics."""
+    """Index events inside an observation period, with the person's demographics.
+
+    ``first`` is pre-aggregated to one row per person (``min`` of the event date, grouped by
+    person) rather than ranked with ``row_number()``: the same rows, less work, and the planner
+    estimates the grouped row count from ``person_id``'s statistics, where a filter on a window
+    function's result gets a default guess (0.5 % of the events on PostgreSQL) that misleads
+    every join above it. ``all`` keeps one row per person and event date.
+
+    The events are ordered by person: PostgreSQL then probes ``person``, ``observation_period``
+    and the rules' (concept, person, date) indexes in key order, touching neighbouring index
+    and heap pages, which measured ~45 % less CPU than the same plan over a hash aggregate's
+    unordered output (docs/explanation/database.md). DuckDB's plans are unaffected.
+    """
     spec = definition.index_event
     table = t.events[spec.domain]
-    _, id_col, concept_col, date_col = DOMAINS[spec.domain]
-    events = sa.select(
-        table.c.person_id,
-        table.c[id_col].label("event_id"),
-        table.c[date_col].label("index_date"),
-    ).where(table.c[concept_col].in_(sa.select(codesets[spec.concept_set].c.concept_id)))
+    _, _, concept_col, date_col = DOMAINS[spec.domain]
+    in_set = table.c[concept_col].in_(sa.select(codesets[spec.concept_set].c.concept_id))
     if spec.occurrence == "first":
-        ordinal = sa.func.row_number().over(
-            partition_by=table.c.person_id, order_by=(table.c[date_col], table.c[id_col])
+        events = (
+            sa.select(table.c.person_id, sa.func.min(table.c[date_col]).label("index_date"))
+            .where(in_set)
+            .group_by(table.c.person_id)
+            .order_by(table.c.person_id)
         )
-        ranked = events.add_columns(ordinal.label("ordinal")).subquery("ranked_events")
-        events = sa.select(ranked.c.person_id, ranked.c.event_id, ranked.c.index_date).where(
-            ranked.c.ordinal == 1
+    else:
+        events = (
+            sa.select(table.c.person_id, table.c[date_col].label("index_date"))
+            .where(in_set)
+            .distinct()
+            .order_by(table.c.person_id)
         )
     ev = events.subquery("events")
     op, person = t.observation_period, t.person
@@ -221,7 +256,6 @@ def _index_events(definition: CohortDefinition, t: _Tables, codesets: dict[str, 
     return (
         sa.select(
             ev.c.person_id,
-            ev.c.event_id,
             ev.c.index_date,
             op.c.observation_period_start_date.label("op_start"),
             op.c.observation_period_end_date.label("op_end"),
