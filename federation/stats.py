@@ -208,7 +208,7 @@ def summarize(results: pd.DataFrame, metrics: Sequence[str] | None = None) -> pd
     metrics = list(metrics) if metrics is not None else validate_results(results)
     rows = []
     for metric in metrics:
-        groups = _groups(results, metric)
+        groups = values_by_configuration(results, metric)
         reference = groups.get(CENTRALIZED)
         central_mean = describe(reference).mean if reference is not None else math.nan
         for configuration, values in groups.items():
@@ -240,7 +240,7 @@ def compare(
     metrics = list(metrics) if metrics is not None else validate_results(results)
     rows: list[dict[str, Any]] = []
     for metric in metrics:
-        groups = _groups(results, metric)
+        groups = values_by_configuration(results, metric)
         if reference not in groups:
             continue
         base = groups[reference]
@@ -276,7 +276,7 @@ def compare(
     return pd.DataFrame(rows, columns=columns)
 
 
-def _groups(results: pd.DataFrame, metric: str) -> dict[str, list[float]]:
+def values_by_configuration(results: pd.DataFrame, metric: str) -> dict[str, list[float]]:
     """Values of a metric per configuration, configurations in plot order."""
     if metric not in results.columns:
         raise StudyDataError(f"no metric column {metric!r} in the study results table")
