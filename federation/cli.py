@@ -105,6 +105,9 @@ def run_command(
     seed: int = typer.Option(0, "--seed", help="Seed of the initial model and the sites."),
     cohort_id: int = typer.Option(1, "--cohort", help="Cohort whose dataset sites train on."),
     threads: int = typer.Option(0, "--threads", help="Torch threads per site (0: default)."),
+    final_evaluation: bool = typer.Option(
+        True, "--final-evaluation/--no-final-evaluation", help="Score the last model at sites."
+    ),
     wait: bool = WaitOption,
     timeout: float = TimeoutOption,
     fmt: Format = FormatOption,
@@ -115,6 +118,7 @@ def run_command(
         K.MODEL: model, K.NUM_ROUNDS: rounds, K.LOCAL_EPOCHS: local_epochs, K.MIN_SITES: min_sites,
         K.WAIT_FOR_SITES: wait_for_sites, K.ROUND_TIMEOUT: round_timeout, K.RUN_NAME: run_name,
         K.SEED: seed, K.COHORT_ID: cohort_id, K.NUM_THREADS: threads,
+        K.FINAL_EVALUATION: final_evaluation,
     }  # fmt: skip
     config = aggregator.run_config(ws, options)
     _submit_and_report(ws, config, run_name, wait=wait, timeout=timeout, fmt=fmt)
