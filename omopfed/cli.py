@@ -8,6 +8,7 @@ import sys
 import typer
 
 from federation.cli import aggregator_app, simulate_command
+from federation.cli_metrics import metrics_app, study_app
 from node import cli as site_cli
 from node.cli_cohort import cohort_app
 from node.cli_data import dataset_app, resolve_command
@@ -33,6 +34,8 @@ app.command("demo")(demo_command)
 app.add_typer(node_app, name="node")
 app.add_typer(aggregator_app, name="aggregator")
 app.command("simulate")(simulate_command)
+app.add_typer(metrics_app, name="metrics")
+app.add_typer(study_app, name="study")
 
 
 @app.callback()
