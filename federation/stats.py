@@ -133,7 +133,8 @@ def rank_sum(x: Values, y: Values) -> RankSum:
     result = sps.mannwhitneyu(a, b, alternative="two-sided", method="auto")
     u = float(result.statistic)
     effect = 2.0 * u / (a.size * b.size) - 1.0
-    note = "n < 3 in a group: the test cannot reach p < 0.05" if min(a.size, b.size) < 3 else ""
+    smallest = min(1.0, 2.0 / math.comb(a.size + b.size, a.size))  # exact, complete separation
+    note = f"too few runs: the smallest possible p is {smallest:.3g}" if smallest >= 0.05 else ""
     return RankSum(u, float(result.pvalue), effect, note)
 
 

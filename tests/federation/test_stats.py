@@ -37,7 +37,8 @@ def test_rank_sum_exact_small_sample() -> None:
     assert t.u == 4.0
     assert t.p_value == pytest.approx(1 / 3)
     assert t.effect_size == 1.0
-    assert "n < 3" in t.note
+    assert t.note == "too few runs: the smallest possible p is 0.333"
+    assert stats.rank_sum([5.0, 6.0, 7.0, 8.0], [1.0, 2.0, 3.0, 4.0]).note == ""  # min p 2/70
 
 
 def test_rank_sum_with_ties_by_hand() -> None:
