@@ -94,7 +94,8 @@ def draw_box_plot(data: BoxPlotData) -> Figure:
     fig = Figure(figsize=(max(4.0, 1.3 * len(data.configurations)), 4.0))
     ax = fig.subplots()
     positions = list(range(1, len(data.configurations) + 1))
-    ax.boxplot(data.values, positions=positions, widths=0.5, showfliers=False)  # runs drawn below
+    # No fliers: every run is drawn as a point below, outliers included.
+    ax.boxplot(data.values, positions=positions, widths=0.5, showfliers=False)
     finite = [v for vs in data.values for v in vs]
     top = max(finite) if finite else 1.0
     span = (top - min(finite)) if finite else 1.0
