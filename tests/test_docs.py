@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import click
@@ -27,3 +28,15 @@ def test_every_command_is_in_the_cli_reference() -> None:
     assert len(paths) >= 5
     missing = [path for path in paths if f"`{path}" not in text]
     assert missing == [], f"document these in {CLI_DOC.name}: {missing}"
+
+
+def test_relative_links_in_docs_resolve() -> None:
+    root = CLI_DOC.parent.parent
+    broken = []
+    for page in [*root.rglob("*.md"), root.parent / "README.md"]:
+        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", page.read_text("utf-8")):
+            if "://" in target or target.startswith("mailto:"):
+                continue
+            if not (page.parent / target).exists():
+                broken.append(f"{page.relative_to(root.parent)} -> {target}")
+    assert broken == []
