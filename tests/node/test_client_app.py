@@ -173,3 +173,23 @@ def test_one_site_one_round_equals_local_training(tmp_path: Path, train_message:
     np.testing.assert_array_equal(
         fed_predictions.probabilities["mgmt"], local_predictions.probabilities["mgmt"]
     )
+
+
+def test_a_pooled_site_trains_each_virtual_client_on_its_shard(
+    tmp_path: Path, train_message: object
+) -> None:
+    data = tiny_2d(0, n_train=20, n_val=10)
+    settings = make_site(tmp_path, "pool", data)
+    run_config = {"sim-pooled": str(settings)}
+
+    def load(*_: object) -> object:
+        return data
+
+    examples = []
+    for index in range(2):
+        node = {"partition-id": index, "num-partitions": 2}
+        context = Context(1, 10 + index, node, RecordDict(), run_config)
+        reply = client_app.handle(train_message, context, client_app.train_step, load_data=load)
+        assert dict(reply.content[RecordKey.SITE]) == {"name": f"pool-p{index}"}
+        examples.append(reply.content[RecordKey.METRICS]["num-examples"])
+    assert examples == [10, 10]
