@@ -117,9 +117,27 @@ def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert run(capsys, "db", "init", "--no-such-flag")[0] == 2
 
 
-def test_demo_prints_the_cdm_tables(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run(capsys, "demo", "--workspace", str(tmp_path / "demo"))
-    assert code == 0 and "cdm.person" in out and "cdm.image_occurrence" in out
+@pytest.mark.slow
+@pytest.mark.timeout(1200)
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_demo_runs_the_whole_story(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`omopfed demo` on the tiny profile: three sites pass the gate, both runs, the report."""
+    workspace = tmp_path / "demo"
+    args = ("demo", "--workspace", str(workspace), "--profile", "tiny", "--epochs", "1")
+    code, out, err = run(capsys, *args, "--rounds", "1")
+    assert code == 0, err + out
+    report = workspace / "study" / "report" / "report.html"
+    assert report.is_file() and f"report: {report}" in out
+    state = json.loads((workspace / "demo.json").read_text())
+    for site in ("site_a", "site_b", "site_c"):
+        assert state["done"][f"site:{site}"]["result"]["gate_passed"] is True
+        assert site in out
+    assert "FAILED" not in out
+    # A rerun reuses every finished step; other options are refused with a hint.
+    code, out, _ = run(capsys, *args, "--rounds", "1")
+    assert code == 0 and out.count("(reused)") == 7
+    code, _, err = run(capsys, *args, "--rounds", "2")
+    assert code != 0 and "--force" in err
 
 
 def test_console_script_sets_offline_environment_and_hides_tracebacks(tmp_path: Path) -> None:
