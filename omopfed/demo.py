@@ -348,12 +348,19 @@ def _summary(
         ["site", "cohort persons", "manifest rows", "train", "validation", "gate"],
         site_rows,
     )
+    from federation.report import is_count_column
+
+    min_cell = max(int(r["min_cell_count"]) for r in per_site.values())
+    runs = report["results"]
     metric_rows = []
-    for row in report["results"]:
-        values = [row.get(m) for m in report["metrics"]]
+    for metric in report["metrics"]:
+        values = [run.get(metric) for run in runs]
+        if is_count_column(metric):
+            values = [suppress(v, min_cell) for v in values]
         shown = [f"{v:.3f}" if isinstance(v, float) else v for v in values]
-        metric_rows.append([row["configuration"], *shown])
-    print_table("runs (validation metrics)", ["run", *report["metrics"]], metric_rows)
+        metric_rows.append([metric, *shown])
+    columns = ["validation metric", *(str(run["configuration"]) for run in runs)]
+    print_table("runs", columns, metric_rows)
     out.print(f"centralized run: {centralized['folder']}", highlight=False)
     out.print(
         f"federated run: {federated['run_name']} ({federated['rounds']} round(s)) "
