@@ -35,8 +35,13 @@ SEED = 0
 REFERENCE = Path(cohorts.__file__).resolve().parent / "definitions" / "reference_glioma.json"
 #: The tiny profile is a smoke-test size: 24 persons per site, 17-21 thick slices. Its sites
 #: get these site.toml tables so the data contracts accept them and DenseNet trains on 32x32
-#: inputs (what tests/e2e does). The demo profile keeps every default threshold.
+#: inputs (what tests/e2e does); half of each site's members validate, so every site's
+#: validation split reaches the minimum cell count and the federated run reports metrics.
+#: The demo profile keeps every default threshold.
 TINY_SETTINGS = """
+[resolver]
+validation_fraction = 0.5
+
 [dataset]
 image_size = 32
 dtype = "float32"
@@ -271,13 +276,16 @@ def _federated(files: list[Path], rounds: int, workspace: Path) -> dict[str, Any
 
 
 def _federated_metrics(federated: dict[str, Any], wanted: set[str]) -> dict[str, float]:
-    """The federated model's metric as the mean over sites of the last round's evaluation."""
+    """The federated model's metrics: the mean over sites of the last round's evaluation
+    (patient counts are summed)."""
     values: dict[str, list[float]] = {}
     for row in federated["site_metrics"]:
         metric = str(row["metric"])
         if metric in wanted and row["value"] is not None and row["split"] != "train":
             values.setdefault(metric, []).append(float(row["value"]))
-    return {m: statistics.fmean(v) for m, v in values.items()}
+    from federation.report import is_count_column
+
+    return {m: sum(v) if is_count_column(m) else statistics.fmean(v) for m, v in values.items()}
 
 
 def _report(
