@@ -276,12 +276,12 @@ def _federated(files: list[Path], rounds: int, workspace: Path) -> dict[str, Any
 
 
 def _federated_metrics(federated: dict[str, Any], wanted: set[str]) -> dict[str, float]:
-    """The federated model's metrics: the mean over sites of the last round's evaluation
-    (patient counts are summed)."""
+    """The federated model's metrics: the mean over sites of the last round's evaluation of the
+    aggregated (``global``) model on each site's validation split; patient counts are summed."""
     values: dict[str, list[float]] = {}
     for row in federated["site_metrics"]:
         metric = str(row["metric"])
-        if metric in wanted and row["value"] is not None and row["split"] != "train":
+        if metric in wanted and row["value"] is not None and row["split"] == "global":
             values.setdefault(metric, []).append(float(row["value"]))
     from federation.report import is_count_column
 
