@@ -1,8 +1,8 @@
 """``omopfed node keygen`` and ``omopfed node start``: how a site joins a federation.
 
-``keygen`` makes the key pair whose public half the coordinator registers. ``start`` turns into
-the site's Flower SuperNode (the process is replaced, so a service manager or the steward's
-terminal owns it directly): TLS verified against the aggregator's CA, node authentication with
+``keygen`` makes the key pair whose public half the coordinator registers. ``start`` runs the
+site's Flower SuperNode in the foreground and starts it again if it exits (see
+:func:`supervise`): TLS verified against the aggregator's CA, node authentication with
 the site's key, the site settings file handed to the ClientApp through ``--node-config``, its own
 ``FLWR_HOME`` and a local port of its own, so several sites can share a host.
 """
@@ -13,8 +13,12 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import socket
+import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import typer
@@ -22,7 +26,7 @@ from cryptography.hazmat.primitives.serialization import load_ssh_private_key
 
 from node import keys
 from node.settings import SiteSettings, load_site_settings
-from omopfed.clikit import new_app, out
+from omopfed.clikit import err, new_app, out
 from omopfed.errors import ConfigError
 from omopfed.offline import child_env
 from omopfed.protocol import NodeConfigKey
@@ -113,11 +117,13 @@ def start_command(
         [], "--allow-model", help="Models this site trains (repeat; default: any)."
     ),
     max_retries: int | None = typer.Option(
-        None, "--max-retries", help="Give up after this many failed connection attempts."
+        None,
+        "--max-retries",
+        help="Give up after this many failed connection attempts (and do not restart).",
     ),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the command, start nothing."),
 ) -> None:
-    """Run this site's Flower SuperNode in the foreground (until stopped)."""
+    """Run this site's Flower SuperNode in the foreground, restarting it if it exits."""
     site = load_site_settings(settings)
     command = supernode_command(
         settings, site, superlink=superlink, root_certificates=root_certificates,
@@ -134,5 +140,44 @@ def start_command(
     target = str(beside) if beside.exists() else shutil.which(command[0])
     if target is None:
         raise ConfigError("flower-supernode is not installed", hint="pip install flwr")
-    sys.stdout.flush()
-    os.execve(target, command, env)
+    code = supervise([target, *command[1:]], env, restart=max_retries is None)
+    raise typer.Exit(code)
+
+
+def supervise(
+    command: list[str],
+    env: dict[str, str],
+    *,
+    restart: bool,
+    sleep: Callable[[float], None] = time.sleep,
+) -> int:
+    """Run the SuperNode; start it again whenever it exits on its own, until we are stopped.
+
+    A SuperLink that restarts with fresh state answers the SuperNode's next heartbeat with 401
+    and Flower's SuperNode then exits; starting it again re-activates it with the site key, so a
+    site stays in the federation across aggregator restarts (and joins as soon as the
+    coordinator registers its key). SIGTERM and SIGINT are passed on and end the loop.
+    """
+    stopping = False
+    child: subprocess.Popen[bytes] | None = None
+
+    def stop(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        if child is not None and child.poll() is None:
+            child.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    delay = 1.0
+    while True:
+        started = time.monotonic()
+        child = subprocess.Popen(command, env=env)
+        code = child.wait()
+        if stopping or not restart:
+            return code
+        delay = 1.0 if time.monotonic() - started > 60 else min(delay * 2, 60.0)
+        err.print(f"SuperNode exited ({code}); starting it again in {delay:.0f} s")
+        sleep(delay)
+        if stopping:
+            return code

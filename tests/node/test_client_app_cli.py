@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import shlex
+import signal
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,8 +13,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_ssh_private_key
 
 from federation import tls
+from node.cli_federation import supervise
 from node.keys import NodeKeyError, fingerprint, generate
 from omopfed.cli import main
+from omopfed.offline import child_env
 
 
 def _site(tmp_path: Path) -> Path:
@@ -85,3 +90,22 @@ def test_keys_that_are_not_p384_are_refused(tmp_path: Path) -> None:
     )
     with pytest.raises(NodeKeyError, match="not an ECDSA P-384 key"):
         fingerprint(public)
+
+
+def test_the_supernode_is_started_again_until_we_are_stopped() -> None:
+    exits = [sys.executable, "-c", "import sys; sys.exit(3)"]
+    assert supervise(exits, child_env(), restart=False) == 3
+    delays: list[float] = []
+
+    def sleep(seconds: float) -> None:  # the steward presses Ctrl-C during the third pause
+        delays.append(seconds)
+        if len(delays) == 3:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    previous = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    try:
+        assert supervise(exits, child_env(), restart=True, sleep=sleep) == 3
+    finally:
+        signal.signal(signal.SIGINT, previous[0])
+        signal.signal(signal.SIGTERM, previous[1])
+    assert delays == [2.0, 4.0, 8.0]  # backing off while it keeps failing at once
