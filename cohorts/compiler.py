@@ -2,9 +2,10 @@
 
 The cohort query is a single ``WITH ... SELECT`` (no temporary tables, so it runs inside a
 read-only transaction): one CTE per concept set, one CTE of index events (the person's first
-or every event in the index concept set, inside an observation period, joined to ``person``),
-and inclusion rules as ``EXISTS``/``count`` predicates on that CTE. Both databases turn the
-correlated ``EXISTS`` into semi-joins, which is what makes it faster than Circe's temp tables.
+event as ``min(date)`` per person, or every distinct event date, ordered by person, inside an
+observation period, joined to ``person``), and inclusion rules as ``EXISTS``/``count``
+predicates on that CTE. Both databases turn the correlated ``EXISTS`` into semi-joins; the
+measured effect of each choice is in docs/explanation/database.md.
 
 Every value (concept ids, days, ages) is a bound parameter; schema references come from
 :class:`cohorts.db.Database` (quoted, catalog-qualified on DuckDB) and table and column names
