@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
 from node.settings import load_site_settings
 from omopfed.clikit import Format, FormatOption, err, out, print_json, print_table
+
+if TYPE_CHECKING:
+    from node.train import RunResult
 
 
 def _shown(count: int, minimum: int) -> str:
@@ -87,7 +91,11 @@ def train_command(
             bar.update(task, advance=1, description=f"{model} {mode}: loss {_fmt(loss)}")
 
         result = train(request, on_epoch_end=on_epoch)
-    minimum = max(site.min_cell_count for site in request.sites)
+    _render(result, max(site.min_cell_count for site in request.sites), fmt, f"{model} {mode}")
+
+
+def _render(result: RunResult, minimum: int, fmt: Format, label: str) -> None:
+    """Final validation metrics and the run folder; counts suppressed below ``minimum``."""
     n_train, n_validation = (_shown(n, minimum) for n in (result.num_train, result.num_validation))
     if fmt is Format.json:
         print_json(
@@ -104,6 +112,6 @@ def train_command(
         return
     keys = [k for k in result.metrics if k.endswith(("_auc", "_accuracy", "_dice", "loss"))]
     rows = [(k, _fmt(result.metrics[k])) for k in keys]
-    title = f"{model} {mode}: {n_train} train / {n_validation} validation subjects"
+    title = f"{label}: {n_train} train / {n_validation} validation subjects"
     print_table(title, ["validation metric", "value"], rows)
     out.print(f"run folder {result.folder}", highlight=False)

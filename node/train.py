@@ -323,7 +323,8 @@ def _write_predictions(path: Path, predictions: Predictions, pooled: Pooled) -> 
             labels = predictions.labels[head]
             for i, (site, key) in enumerate(rows):
                 values = [repr(float(p)) for p in probs[i]]
-                writer.writerow([site, key, head, int(labels[i]), *values])
+                padding = [""] * (width - len(values))  # binary heads beside 3-class grade
+                writer.writerow([site, key, head, int(labels[i]), *values, *padding])
 
 
 def _write_run(
@@ -394,6 +395,8 @@ def plot_roc(predictions: Predictions, path: Path) -> Path:
             if 0 < int((y == k).sum()) < len(y):
                 fpr, tpr, _ = roc_curve(y == k, probs[:, k])
                 ax.plot(fpr, tpr, label=f"class {k}" if len(classes) > 1 else "ROC")
+        if not ax.lines:  # a single class among the labelled subjects: no curve exists
+            ax.text(0.5, 0.5, "undefined:\none class only", ha="center", va="center")
         ax.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=0.8)
         ax.set(title=f"{head} (n={len(y)})", xlabel="false positive rate")
         ax.set_ylabel("true positive rate")

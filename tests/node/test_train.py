@@ -26,7 +26,16 @@ from node.train import FLAIR_CHANNEL, RunRequest, train
 from omopfed.cli import main
 from omopfed.errors import ConfigError
 
-torch.set_num_threads(min(2, torch.get_num_threads()))
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Any:
+    """Runs here use one torch thread (``num_threads=1``): on a loaded 2-core machine two
+    threads spin against each other (an epoch went from 0.7 s to 25 s); restored afterwards,
+    since the Trainer sets torch's thread count process-wide."""
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
 
 RUN_FILES = {
     "config.json",
@@ -127,6 +136,7 @@ def request(tmp_path: Path, *sites: Path, **kwargs: Any) -> RunRequest:
         "mode": "local" if len(sites) == 1 else "centralized",
         "epochs": 1,
         "out": tmp_path / "runs",
+        "num_threads": 1,
     }
     return RunRequest(sites=tuple(settings(s) for s in sites), **(defaults | kwargs))
 
@@ -192,7 +202,7 @@ def test_training_is_refused_without_a_passing_validation(tmp_path: Path) -> Non
     with pytest.raises(ValidationGateError, match=r"manifest\.mgmt\.min"):
         train(request(tmp_path, failed))
     assert not (tmp_path / "runs").exists() or not list((tmp_path / "runs").iterdir())
-    assert main(["train", "--model", "densenet2d", "--settings", str(never)]) == 8
+    assert main(["train", "--model", "densenet2d", "--settings", str(never), "--threads", "1"]) == 8
 
 
 def test_centralized_pools_each_split_across_sites(tmp_path: Path) -> None:
@@ -245,7 +255,17 @@ def test_unet_local_run_with_masks_missing_labels_and_gradcam(tmp_path: Path) ->
 def test_cli_json_and_default_epochs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     site = write_site(tmp_path, "site_a", sizes=(4, 2))
     out = tmp_path / "cli-runs"
-    args = ["train", "--model", "densenet2d", "--settings", str(site), "--epochs", "1"]
+    args = [
+        "train",
+        "--model",
+        "densenet2d",
+        "--settings",
+        str(site),
+        "--epochs",
+        "1",
+        "--threads",
+        "1",
+    ]
     assert main([*args, "--out", str(out), "--seed", "2", "--format", "json"]) == 0
     shown = json.loads(capsys.readouterr().out)
     assert Path(shown["run"]).parent == out and shown["num_validation"] == "2"
