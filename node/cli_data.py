@@ -6,18 +6,23 @@ cell count show as "<N" in every format; progress bars live here only, on stderr
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
 from node.cache import build_dataset, cache_info, cache_usage
 from node.dataset import MODELS
 from node.manifest import resolve, summarize
 from node.settings import load_site_settings
-from omopfed.clikit import Format, FormatOption, err, new_app, out, print_json, print_table
+from omopfed.clikit import (
+    Format,
+    FormatOption,
+    new_app,
+    out,
+    print_json,
+    print_table,
+    progress,
+)
 from omopfed.errors import ConfigError
 
 dataset_app = new_app("Build and inspect the site's dataset cache (preprocessed model inputs).")
@@ -30,24 +35,6 @@ def _shown(count: int, minimum: int) -> str:
     return f"<{minimum}" if count < minimum else str(count)
 
 
-@contextmanager
-def _progress(label: str) -> Iterator[Callable[[int, int], None]]:
-    with Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err,
-        transient=True,
-    ) as bar:
-        task = bar.add_task(label, total=None)
-
-        def update(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
-
-        yield update
-
-
 def resolve_command(
     settings: Path = SettingsOption,
     cohort_id: int = CohortOption,
@@ -55,7 +42,7 @@ def resolve_command(
 ) -> None:
     """Resolve a cohort's DICOM series and labels; write the manifest (Parquet) and summarize."""
     site = load_site_settings(settings)
-    with _progress("resolving subjects") as update:
+    with progress("resolving subjects") as update:
         written = resolve(site, cohort_id, progress=update)
     lines = summarize(written.rows, site.min_cell_count)
     if fmt is Format.json:
@@ -88,7 +75,7 @@ def dataset_build(
 ) -> None:
     """Build the model's inputs from the manifest; only changed subjects are recomputed."""
     site = load_site_settings(settings)
-    with _progress(f"building {_model(model)} items") as update:
+    with progress(f"building {_model(model)} items") as update:
         report = build_dataset(site, model, cohort_id=cohort_id, progress=update)
     n = site.min_cell_count
     counts = {

@@ -5,13 +5,10 @@ Each command parses, calls one library function and renders; progress bars live 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from datetime import date, datetime
 from pathlib import Path
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
 from cohorts.db import Database
 from node.concept_map import load_concept_map
@@ -19,28 +16,18 @@ from node.etl.errors import EtlInputError
 from node.etl.rsna_miccai import ImportOptions, import_rsna_miccai
 from node.settings import load_site_settings
 from node.synth.federation import FederationRequest, generate_federation
-from omopfed.clikit import Format, FormatOption, err, new_app, out, print_json, print_table
+from omopfed.clikit import (
+    Format,
+    FormatOption,
+    new_app,
+    out,
+    print_json,
+    print_table,
+    progress,
+)
 
 synth_app = new_app("Generate synthetic radiogenomics sites (OMOP CDM + DICOM + truth.json).")
 etl_app = new_app("Import public datasets into the site's OMOP CDM.")
-
-
-@contextmanager
-def _progress(label: str) -> Iterator[Callable[[int, int], None]]:
-    with Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err,
-        transient=True,
-    ) as bar:
-        task = bar.add_task(label, total=None)
-
-        def update(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
-
-        yield update
 
 
 @synth_app.command("federation")
@@ -73,7 +60,7 @@ def synth_federation(
         out=out_dir, sites=sites, patients=patients, seed=seed, profile=profile, db_url=db_url,
         layout=layout, difficulty=difficulty, seg_fraction=seg_fraction, workers=workers, force=force,
     )  # fmt: skip
-    with _progress("writing DICOM") as update:
+    with progress("writing DICOM") as update:
         truths = generate_federation(request, progress=update)
     rows = [
         (name, t["persons"], t["reference_cohort"]["members"], t["labelled_members"]["mgmt"], t["image_occurrences"], t["mr_files"])
@@ -122,7 +109,7 @@ def etl_rsna_miccai(
     concept_map = load_concept_map(site.concept_map)
     with (
         Database(site.database_url.get_secret_value(), site.schemas) as db,
-        _progress("importing") as update,
+        progress("importing") as update,
     ):
         report = import_rsna_miccai(root, labels, db, concept_map, options, progress=update)
     summary = {
