@@ -19,6 +19,7 @@ from node.cli_validate import validate_command
 from omopfed import __version__, offline
 from omopfed.clikit import configure_logging, new_app, run_app
 from omopfed.demo import demo_command
+from omopfed.study import run_command as study_run_command
 
 app = new_app("omopfed: OMOP-integrated federated radiogenomics.")
 app.add_typer(site_cli.config_app, name="config")
@@ -35,6 +36,7 @@ app.add_typer(node_app, name="node")
 app.add_typer(aggregator_app, name="aggregator")
 app.command("simulate")(simulate_command)
 app.add_typer(metrics_app, name="metrics")
+study_app.command("run")(study_run_command)
 app.add_typer(study_app, name="study")
 
 

@@ -15,14 +15,39 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("cohorts", "models", "node", "federation", "omopfed")
-JOINING = {"omopfed.cli", "omopfed.demo"}
+JOINING = {"omopfed.cli", "omopfed.demo", "omopfed.study"}
 
 FORBIDDEN = {
-    "cohorts": {"node", "federation", "models", "flwr", "omopfed.cli", "omopfed.demo"},
-    "models": {"node", "federation", "cohorts", "flwr", "omopfed.cli", "omopfed.demo"},
-    "node": {"federation", "omopfed.cli", "omopfed.demo"},
-    "federation": {"node", "cohorts", "omopfed.cli", "omopfed.demo"},
-    "omopfed": {"node", "federation", "cohorts", "models", "flwr", "omopfed.cli", "omopfed.demo"},
+    "cohorts": {
+        "node",
+        "federation",
+        "models",
+        "flwr",
+        "omopfed.cli",
+        "omopfed.demo",
+        "omopfed.study",
+    },
+    "models": {
+        "node",
+        "federation",
+        "cohorts",
+        "flwr",
+        "omopfed.cli",
+        "omopfed.demo",
+        "omopfed.study",
+    },
+    "node": {"federation", "omopfed.cli", "omopfed.demo", "omopfed.study"},
+    "federation": {"node", "cohorts", "omopfed.cli", "omopfed.demo", "omopfed.study"},
+    "omopfed": {
+        "node",
+        "federation",
+        "cohorts",
+        "models",
+        "flwr",
+        "omopfed.cli",
+        "omopfed.demo",
+        "omopfed.study",
+    },
 }
 
 
