@@ -129,7 +129,7 @@ def main(grid: Grid, context: Context) -> None:
     offline.apply()
     if not logging.getLogger("federation").handlers:
         handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         logging.getLogger("federation").addHandler(handler)
         logging.getLogger("federation").setLevel(logging.INFO)
     settings = RunSettings.from_run_config(context.run_config)

@@ -171,6 +171,7 @@ class FederatedAveraging(FedAvg):
         messages = list(super().configure_train(server_round, arrays, config, grid))
         self._sent = {m.metadata.dst_node_id for m in messages}
         self._report.bytes_to_sites += arrays.count_bytes() * len(messages)
+        log.info("round %d: instructions ready for %d site(s)", run_round, len(messages))
         return messages
 
     def aggregate_train(
@@ -178,6 +179,10 @@ class FederatedAveraging(FedAvg):
     ) -> tuple[ArrayRecord | None, MetricRecord | None]:
         report = self._current()
         replies = list(replies)
+        log.info(
+            "round %d: %d train replies after %.1f s",
+            report.round, len(replies), self.clock() - self._started,
+        )  # fmt: skip
         good = self._collect(report, replies, phase="train")
         report.dropped = sorted(
             self._name(n) for n in self._sent - {r.metadata.src_node_id for r in replies}

@@ -9,6 +9,8 @@ the site's key, the site settings file handed to the ClientApp through ``--node-
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import os
 import re
 import shlex
@@ -17,6 +19,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -70,6 +73,7 @@ def supernode_command(
     port: int,
     allowed_models: list[str],
     max_retries: int | None = None,
+    worker: Path | None = None,
 ) -> list[str]:
     """The ``flower-supernode`` command line for this site (checked before anything starts)."""
     if not _ADDRESS.match(superlink):
@@ -85,6 +89,8 @@ def supernode_command(
     node_config = f"{NodeConfigKey.SETTINGS}={_toml_string(str(settings_file.resolve()))}"
     if allowed_models:
         node_config += f" {NodeConfigKey.ALLOWED_MODELS}={_toml_string(','.join(allowed_models))}"
+    if worker is not None:
+        node_config += f" {NodeConfigKey.WORKER}={_toml_string(str(worker))}"
     command = [
         "flower-supernode",
         "--superlink", superlink,
@@ -121,14 +127,18 @@ def start_command(
         "--max-retries",
         help="Give up after this many failed connection attempts (and do not restart).",
     ),
+    worker: bool = typer.Option(
+        True, "--worker/--no-worker", help="Keep the training stack loaded in a worker process."
+    ),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the command, start nothing."),
 ) -> None:
     """Run this site's Flower SuperNode in the foreground, restarting it if it exits."""
     site = load_site_settings(settings)
+    address = worker_socket(site) if worker else None
     command = supernode_command(
         settings, site, superlink=superlink, root_certificates=root_certificates,
         key=key or default_key(site), port=port, allowed_models=allow_models,
-        max_retries=max_retries,
+        max_retries=max_retries, worker=address,
     )  # fmt: skip
     if dry_run:
         out.print(shlex.join(command), highlight=False, soft_wrap=True)
@@ -140,8 +150,63 @@ def start_command(
     target = str(beside) if beside.exists() else shutil.which(command[0])
     if target is None:
         raise ConfigError("flower-supernode is not installed", hint="pip install flwr")
-    code = supervise([target, *command[1:]], env, restart=max_retries is None)
+    helper = _start_worker(address, env) if address is not None else None
+    try:
+        code = supervise([target, *command[1:]], env, restart=max_retries is None)
+    finally:
+        if helper is not None:
+            _stop(helper)
     raise typer.Exit(code)
+
+
+def worker_socket(site: SiteSettings) -> Path:
+    """Where the site's worker listens: ``<workspace>/run/worker.sock``, or a folder of its own
+    in the temporary directory when that path is too long for a Unix socket (about 100 bytes)."""
+    address = (site.workspace / "run" / "worker.sock").resolve()
+    if len(str(address)) > 100:
+        digest = hashlib.sha256(str(address).encode()).hexdigest()[:16]
+        address = Path(tempfile.gettempdir()) / f"omopfed-{digest}" / "worker.sock"
+    return address
+
+
+def _start_worker(address: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """Start ``omopfed node worker`` and wait (bounded: its imports take seconds) until it
+    listens, so the first message already finds it."""
+    level = logging.getLevelName(logging.getLogger().getEffectiveLevel()).lower()
+    command = [
+        sys.executable, "-m", "omopfed.cli", "--log-level", level,
+        "node", "worker", "--socket", str(address),
+    ]  # fmt: skip
+    address.unlink(missing_ok=True)
+    helper = subprocess.Popen(command, env=env)
+    deadline = time.monotonic() + 120
+    while not address.exists():
+        if helper.poll() is not None or time.monotonic() > deadline:
+            _stop(helper)
+            raise ConfigError("the site worker did not start", hint="try --no-worker")
+        time.sleep(0.2)
+    return helper
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@node_app.command("worker")
+def worker_command(
+    socket_path: Path = typer.Option(..., "--socket", help="Unix socket to listen on."),
+) -> None:
+    """The site's warm worker (started by `node start`): ClientApps hand it their messages."""
+    from node.client_app import serve_worker  # the training stack, only for this command
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: sys.exit(0))
+    serve_worker(socket_path)
 
 
 def supervise(

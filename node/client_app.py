@@ -11,6 +11,9 @@ instruction's config parsed into :class:`Instruction`, the allowed-models check,
 training gate (:func:`node.gate.require_validated` on the data's hash), the Trainer, and finally
 :mod:`node.egress`, which builds and checks the reply. Any failure becomes an error reply with a
 code and a fixed text; the detail is logged here, at the site, and never sent.
+
+Under ``omopfed node start`` the ClientApp process hands the message to the site's warm worker
+(:mod:`node.worker`), which runs these same steps with the training stack already imported.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, Message
 from flwr.clientapp import ClientApp
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from node import egress
+from node import egress, worker
 from node.gate import require_validated
 from node.settings import SiteSettings, load_site_settings
 from omopfed import offline
@@ -199,6 +202,7 @@ def handle(
     is handed to Flower; a reply that cannot be logged is not sent.
     """
     kind = message.metadata.message_type
+    started = time.perf_counter()
     site: Site | None = None
     try:
         with refuse_as(ReplyError.CONFIG):
@@ -219,6 +223,7 @@ def handle(
     except OSError:
         log.exception("cannot write the egress audit log; the reply is withheld")
         return egress.error_reply(message, ReplyError.EGRESS)
+    log.info("%s handled in %.1f s", kind, time.perf_counter() - started)
     return reply
 
 
@@ -351,16 +356,47 @@ def _partitioned(data: TrainingDataLike, index: int, count: int, *, seed: int) -
     return _Partitioned(shard(data.train), shard(data.validation), data.data_hash)
 
 
+_STEPS = {"train": train_step, "evaluate": evaluate_step}
+
+
+def handle_message(message: Message, context: Context) -> Message:
+    """A train or evaluate message through :func:`handle` with its step."""
+    return handle(message, context, _STEPS[message.metadata.message_type])
+
+
+def dispatch(message: Message, context: Context) -> Message:
+    """Hand the message to the site's warm worker (:mod:`node.worker`) if the node config
+    names one, else handle it in this process: the same steps either way, the worker only
+    saves this process the imports of torch and the networks."""
+    address = str(context.node_config.get(NodeConfigKey.WORKER, ""))
+    if address:
+        try:
+            return worker.call(Path(address), message, context)
+        except worker.UNAVAILABLE as exc:
+            log.warning("site worker unavailable (%s); handling the message here", exc)
+    return handle_message(message, context)
+
+
+def serve_worker(address: Path, *, ready: Callable[[], None] | None = None) -> None:
+    """Be the site's warm worker: import the training stack once, then answer ClientApps."""
+    import importlib
+
+    for module in ("models.networks", "models.trainer", "node.dataset"):
+        importlib.import_module(module)
+    offline.apply()
+    worker.serve(address, handle_message, ready=ready)
+
+
 app = ClientApp()
 
 
 @app.train()
 def train(message: Message, context: Context) -> Message:
     offline.apply()
-    return handle(message, context, train_step)
+    return dispatch(message, context)
 
 
 @app.evaluate()
 def evaluate(message: Message, context: Context) -> Message:
     offline.apply()
-    return handle(message, context, evaluate_step)
+    return dispatch(message, context)

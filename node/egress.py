@@ -118,8 +118,8 @@ def train_reply(
     """The reply to a train instruction: new weights, train and validation metrics, site name."""
     _require_examples(train.examples, policy)
     metrics: dict[str, float] = {
-        ReplyMetric.NUM_EXAMPLES: train.examples,
-        ReplyMetric.TRAIN_SECONDS: float(seconds),
+        ReplyMetric.NUM_EXAMPLES.value: train.examples,
+        ReplyMetric.TRAIN_SECONDS.value: float(seconds),
     }
     metrics |= split_metrics(Split.TRAIN, train, policy)
     if validation is not None:
@@ -140,8 +140,8 @@ def evaluate_reply(
     """The reply to an evaluate instruction: the global model's metrics on the validation split."""
     _require_examples(validation.examples, policy)
     metrics: dict[str, float] = {
-        ReplyMetric.NUM_EXAMPLES: validation.examples,
-        ReplyMetric.EVALUATE_SECONDS: float(seconds),
+        ReplyMetric.NUM_EXAMPLES.value: validation.examples,
+        ReplyMetric.EVALUATE_SECONDS.value: float(seconds),
     }
     metrics |= split_metrics(Split.GLOBAL, validation, policy)
     content = RecordDict(

@@ -57,6 +57,7 @@ class NodeConfigKey(StrEnum):
 
     SETTINGS = "settings"  # path of the site settings TOML
     ALLOWED_MODELS = "allowed-models"  # comma-separated model kinds; empty: any
+    WORKER = "worker"  # Unix socket of the site's warm worker (omopfed node worker)
     PARTITION_ID = "partition-id"  # set by Flower's simulation engine
     NUM_PARTITIONS = "num-partitions"
 

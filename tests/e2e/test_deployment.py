@@ -118,6 +118,9 @@ def test_three_sites_two_rounds_with_tls_and_node_auth(
         assert len(entries) >= 3  # two train replies and the final evaluation
         for entry in entries:
             _assert_nothing_patient_level(entry, person_ids)
+        log = (deployment.root / f"{site}.log").read_text(errors="replace")
+        # The site's warm worker answered every message (node start runs one).
+        assert "site worker unavailable" not in log and "worker request failed" not in log
 
 
 def test_a_supernode_killed_mid_run_is_recorded_and_the_run_completes(

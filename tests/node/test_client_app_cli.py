@@ -56,8 +56,9 @@ def test_start_builds_a_supernode_with_ca_key_settings_and_its_own_port(
     assert value["--superlink"] == "127.0.0.1:9092"
     assert value["--root-certificates"] == str(ca.resolve())
     assert value["--auth-supernode-private-key"].endswith("keys/supernode")
+    worker = (tmp_path / "workspace" / "run" / "worker.sock").resolve()
     assert value["--node-config"] == (
-        f'settings="{settings.resolve()}" allowed-models="densenet2d"'
+        f'settings="{settings.resolve()}" allowed-models="densenet2d" worker="{worker}"'
     )
     assert int(value["--port"]) > 0 and "--insecure" not in command
 
