@@ -4,8 +4,10 @@ A SuperLink with TLS and node authentication and SITES SuperNodes run on loopbac
 through the omopfed CLI. On that same deployment, in the same run:
 
 * **trivial**: a minimal Flower app whose ServerApp sends a DenseNet121-sized ArrayRecord (same
-  array shapes and dtypes) to every site and whose ClientApp returns it untouched, ROUNDS rounds.
-  This is Flower's own cost of a round on this machine (transport, polling, process start).
+  array shapes and dtypes) to every site and whose ClientApp returns it changed (+1, so it is
+  really uploaded: Flower does not re-send objects the SuperLink already holds), ROUNDS rounds,
+  the next round sending a reply's arrays. This is Flower's own cost of a round on this machine
+  (transport, polling, process start).
 * **omopfed**: `omopfed aggregator run` of DenseNet121, 1 local epoch, ROUNDS rounds, no final
   evaluation, on tiny synthetic sites (32x32 inputs so compute stays small).
 
@@ -13,7 +15,11 @@ P4 = median over rounds of (round wall time - slowest site's `train-seconds`); g
 trivial round + 1 s. P7 = bytes a site sends per round / the fp32 state dict size (goal <= 1.05),
 from the replies' serialized arrays and, as a cross-check, Flower's own network counters.
 
-Run: `python benchmarks/bench_federation.py [--sites 3] [--rounds 3]` (about 10 minutes).
+The sites run `omopfed node start` with its warm worker (`node.worker`) unless `--no-worker`:
+then every message pays the imports of torch and the networks in a fresh ClientApp process.
+
+Run: `python benchmarks/bench_federation.py [--sites 3] [--rounds 3] [--no-worker]` (about 10
+minutes).
 """
 
 from __future__ import annotations
@@ -57,8 +63,9 @@ server = ServerApp()
 
 @client.train()
 def train(message: Message, context: Context) -> Message:
-    content = RecordDict({"arrays": message.content["arrays"],
-                          "metrics": MetricRecord({"num-examples": 1})})
+    # New values, so the reply is uploaded: Flower skips objects the SuperLink already holds.
+    arrays = ArrayRecord({k: Array(np.asarray(v.numpy() + 1)) for k, v in message.content["arrays"].items()})
+    content = RecordDict({"arrays": arrays, "metrics": MetricRecord({"num-examples": 1})})
     return Message(content, reply_to=message)
 
 @server.main()
@@ -75,6 +82,7 @@ def main(grid: Grid, context: Context) -> None:
         replies = list(grid.send_and_receive(messages, timeout=600))
         times.append(time.monotonic() - start)
         assert len(replies) == len(messages) and not any(r.has_error() for r in replies)
+        arrays = replies[0].content["arrays"]  # a new model every round, like FedAvg
     Path(context.run_config["out"]).write_text(json.dumps(times))
 """
 
@@ -170,6 +178,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sites", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--no-worker", action="store_true", help="Sites without the warm worker.")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-fed-") as tmp:
         root = Path(tmp)
@@ -188,7 +197,7 @@ def main() -> None:
                 nodes.append(subprocess.Popen(
                     [sys.executable, "-m", "omopfed.cli", "node", "start", "--settings",
                      str(settings), "--superlink", f"127.0.0.1:{port}", "--root-certificates",
-                     str(workspace / "tls" / "ca.crt")],
+                     str(workspace / "tls" / "ca.crt"), *(["--no-worker"] * args.no_worker)],
                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=child_env(),
                     start_new_session=True,
                 ))  # fmt: skip
@@ -205,7 +214,8 @@ def main() -> None:
     model = fp32_model_bytes()
     wire = traffic.get("inbound-bytes", 0) / (args.sites * args.rounds) if traffic else 0.0
     print(f"machine: {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}; "
-          f"{args.sites} sites x {args.rounds} rounds")  # fmt: skip
+          f"{args.sites} sites x {args.rounds} rounds, "
+          f"site worker {'off' if args.no_worker else 'on'}")  # fmt: skip
     print(f"P4 trivial round wall (s):        {' '.join(f'{t:.1f}' for t in trivial)}"
           f"  median {statistics.median(trivial):.1f}")  # fmt: skip
     print(f"P4 omopfed wall - compute (s):    {' '.join(f'{t:.1f}' for t in ours)}"
