@@ -8,12 +8,45 @@ index, so the same ``--sites N`` always gives the same federation shape.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
+from node.settings import ResolverSettings
 from node.synth.errors import SynthError
+from node.validation.thresholds import ValidationSettings
 
 SEQUENCES = ("FLAIR", "T1", "T1CE", "T2")
 FOV_MM = 230.0  # every series covers the same 230 mm cube, centred on the head
+
+
+def split_floor(min_train: int, min_validation: int, validation_fraction: float) -> int:
+    """Fewest subjects of one class whose stratified split still leaves ``min_train`` of them in
+    training and ``min_validation`` in validation. The split rounds as
+    :func:`node.manifest.assign_splits` does: round(fraction x n) half up go to validation."""
+    n = 0
+    while True:
+        n_validation = math.floor(validation_fraction * n + 0.5)
+        if n - n_validation >= min_train and n_validation >= min_validation:
+            return n
+        n += 1
+
+
+def _default_gate_floor() -> int:
+    """The per-class floor of the default gate: 6 (5 train + 1 validation at fraction 0.2)."""
+    t = ValidationSettings()
+    return split_floor(
+        t.min_train_per_class,
+        t.min_validation_per_class,
+        ResolverSettings().validation_fraction,
+    )
+
+
+#: Usable members per MGMT class that a site needs to pass the default validation gate.
+GATE_FLOOR = _default_gate_floor()
+#: The tiny profile's floor: what `omopfed demo --profile tiny` asks of it (one training subject
+#: per class with half of each class validating); the default gate's 6 would push a 13-subject
+#: site's 18 % methylation rate to 46 %, and tiny cannot pass the default gate anyway.
+TINY_FLOOR = split_floor(1, 0, 0.5)
 
 
 @dataclass(frozen=True)
@@ -43,10 +76,14 @@ class Profile:
     mgmt_null_rate: float = 0.04
     mgmt_numeric_rate: float = 0.1
     mgmt_source_only_rate: float = 0.06
+    # members the resolver keeps with an MGMT label, per class, at the least (see subjects.py)
+    mgmt_floor: int = GATE_FLOOR
 
 
 PROFILES = {
-    "tiny": Profile("tiny", matrices=(32, 40, 48), slices=(17, 21, 19), patients=24),
+    "tiny": Profile(
+        "tiny", matrices=(32, 40, 48), slices=(17, 21, 19), patients=24, mgmt_floor=TINY_FLOOR
+    ),
     "demo": Profile("demo", matrices=(112, 96, 128), slices=(29, 35, 25), patients=50),
     "default": Profile("default", matrices=(128, 112, 144), slices=(37, 45, 33), patients=100),
 }

@@ -5,6 +5,11 @@ known *by construction*: every person has a ``kind`` ("member" of the reference 
 one reason it is excluded) and every dirty detail is a flag on a person. Dirt comes in exact
 counts: rates times the site's size, rounded, at least one of each kind once a site is big
 enough (:data:`MIN_FOR_DIRT` persons), drawn without replacement by a seeded generator.
+
+MGMT labels are drawn per person at the site's prevalence, then floored: once the dirt is known,
+if fewer than the profile's ``mgmt_floor`` members *usable* for training (:func:`usable`) carry
+one MGMT class, the fewest usable members of the other class are relabelled, chosen by their
+own seeded generator, so a site that meets the floor keeps exactly the labels it had.
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ MIN_FOR_DIRT = 15  # persons in a site before each exclusion kind is present at 
 MIN_MEMBERS_FOR_DIRT = 8  # members before each member-level dirt kind is present at least once
 MEMBER = "member"
 MARKERS = ("mgmt", "idh", "codeletion_1p19q", "grade")
+LABELLED = frozenset({"concept", "source", "numeric"})  # recorded ways that give one class
+MGMT_CLASSES = ("methylated", "unmethylated")
 
 
 @dataclass(frozen=True)
@@ -56,6 +63,19 @@ class Subject:
     @property
     def age_at_index(self) -> int:
         return self.index_date.year - self.year_of_birth
+
+
+def usable(s: Subject) -> bool:
+    """Whether the resolver, under default settings (all four sequences required), includes
+    this person with an MGMT label: a member with every sequence, no truncated file and an
+    MGMT record that classifies (not NULL, not conflicting, not missing)."""
+    return (
+        s.kind == MEMBER
+        and s.images
+        and not s.corrupt
+        and set(s.sequences) == set(SEQUENCES)
+        and s.recorded.get("mgmt") in LABELLED
+    )
 
 
 def _count(rate: float, n: int, floor_from: int = MIN_FOR_DIRT) -> int:
@@ -163,6 +183,7 @@ def plan_site(
     subjects = [_base_subject(rng, style, pid, kind) for pid, kind in enumerate(kinds, start=1)]
     subjects = [_events(rng, s) for s in subjects]
     subjects = _member_dirt(rng, style, profile, subjects)
+    subjects = _floor_mgmt(np.random.default_rng([seed, style.index, 2]), subjects, profile)
     subjects = [_close_observation(rng, s) for s in subjects]
     level = profile.difficulty if difficulty is None else difficulty
     return [
@@ -213,6 +234,25 @@ def _member_dirt(
         s = by_id[pid]
         by_id[pid] = replace(s, second_condition_date=s.index_date + _days(rng, 400, 700))
     by_id = _image_dirt(rng, style, profile, by_id, members)
+    return [by_id[s.person_id] for s in subjects]
+
+
+def _floor_mgmt(
+    rng: np.random.Generator, subjects: list[Subject], profile: Profile
+) -> list[Subject]:
+    """Relabel the fewest usable members so that each MGMT class has ``profile.mgmt_floor``
+    usable members (at most half of the usable ones, so both classes can have it)."""
+    pool = [s for s in subjects if usable(s)]
+    floor = min(profile.mgmt_floor, len(pool) // 2)
+    by_id = {s.person_id: s for s in subjects}
+    for wanted, other in (MGMT_CLASSES, MGMT_CLASSES[::-1]):
+        short = floor - sum(s.labels["mgmt"] == wanted for s in pool)
+        if short <= 0:
+            continue
+        donors = [s.person_id for s in pool if s.labels["mgmt"] == other]
+        for pid in _take(rng, donors, short):
+            relabelled = replace(by_id[pid], labels={**by_id[pid].labels, "mgmt": wanted})
+            by_id[pid] = _set_recorded(relabelled, "mgmt", relabelled.recorded["mgmt"], rng)
     return [by_id[s.person_id] for s in subjects]
 
 

@@ -13,18 +13,17 @@ from typing import Any
 
 from node.synth.dicom import SeriesSpec
 from node.synth.profiles import FOV_MM, SEQUENCES, SiteStyle
-from node.synth.subjects import MARKERS, MEMBER, Subject
+from node.synth.subjects import LABELLED, MARKERS, MEMBER, Subject
 
 TRUTH_SCHEMA = "omopfed-synth-truth/1"
 REFERENCE_COHORT_ID = 1
-_LABELLED = {"concept", "source", "numeric"}
 
 
 def _labels(members: list[Subject]) -> dict[str, Any]:
     labelled: dict[str, int] = {}
     classes: dict[str, dict[str, int]] = {}
     for marker in MARKERS:
-        ok = [s for s in members if s.recorded.get(marker) in _LABELLED]
+        ok = [s for s in members if s.recorded.get(marker) in LABELLED]
         labelled[marker] = len(ok)
         classes[marker] = dict(sorted(Counter(s.labels[marker] for s in ok).items()))
     return {

@@ -30,7 +30,7 @@ from node.settings import SiteSettings, load_site_settings
 from node.synth.federation import FederationRequest, generate_federation
 from node.synth.profiles import SEQUENCES as SYNTH_SEQUENCES
 from node.synth.profiles import get_profile, site_styles
-from node.synth.subjects import Subject, plan_site
+from node.synth.subjects import Subject, plan_site, usable
 from omopfed.cli import main
 from omopfed.errors import ConfigError
 
@@ -157,6 +157,7 @@ def test_every_kind_of_dirt_ends_as_its_reason(
             expected = expected_reason(subject)
             assert row["exclusion_reason"] == expected, (site, subject.person_id)
             assert row["included"] == (expected is None)
+            assert usable(subject) == (expected is None)  # what the generator's MGMT floor counts
             if subject.extra_file or subject.recorded["mgmt"] in ("numeric", "source"):
                 assert expected is not None or row["mgmt"] == subject.labels["mgmt"]
             seen[expected] += 1
