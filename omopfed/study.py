@@ -113,6 +113,10 @@ class StudyConfig(BaseModel):
     lr: float = Field(0.0, ge=0.0)  # 0: the model's recipe
     metrics: list[str] = Field(default_factory=list)  # empty: DEFAULT_METRICS of the model
     run_timeout: float = Field(3600.0, gt=0)
+    #: CPU threads of each training process (in-process runs and each simulated client). One by
+    #: default: two simulated clients train at once on a 2-core machine, and torch's spinning
+    #: OpenMP threads slow down by an order of magnitude when they outnumber free cores.
+    num_threads: int = Field(1, ge=1)
     data: StudyData
 
     @model_validator(mode="after")
@@ -479,7 +483,9 @@ def _trainer(config: StudyConfig, seed: int, train_set: Any, loaded: Loaded) -> 
     from models.trainer import Trainer
 
     recipe = TrainerConfig.for_densenet if config.model == "densenet2d" else TrainerConfig.for_unet
-    overrides: dict[str, Any] = {"seed": seed, "device": loaded.device}
+    overrides: dict[str, Any] = {
+        "seed": seed, "device": loaded.device, "num_threads": config.num_threads,
+    }  # fmt: skip
     if config.batch_size:
         overrides["batch_size"] = config.batch_size
     if config.lr:
@@ -507,7 +513,7 @@ def _federated(
         K.MODEL: config.model, K.NUM_ROUNDS: config.num_rounds,
         K.LOCAL_EPOCHS: config.local_epochs, K.MIN_SITES: run.clients, K.SEED: run.seed,
         K.COHORT_ID: config.cohort_id, K.BATCH_SIZE: config.batch_size, K.LR: config.lr,
-        K.NUM_THREADS: 1, K.FINAL_EVALUATION: False, K.STORE_URL: store_url,
+        K.NUM_THREADS: config.num_threads, K.FINAL_EVALUATION: False, K.STORE_URL: store_url,
         K.CHECKPOINT_DIR: str(checkpoints),
     }  # fmt: skip
     store = MetricsStore(store_url)
