@@ -96,7 +96,9 @@ def test_pooled_plan_splits_into_client_counts_and_one_client_alone(tmp_path: Pa
     assert [r.configuration for r in runs] == [
         "centralized", "local-1of2", "local-1of3", "federated-1", "federated-2", "federated-3",
     ]  # fmt: skip
-    only = _config(tmp_path, 'repeats = 1\nclients = [2]\nconfigurations = ["federated"]\n' + POOLED)
+    only = _config(
+        tmp_path, 'repeats = 1\nclients = [2]\nconfigurations = ["federated"]\n' + POOLED
+    )
     assert [r.name for r in plan(only, ["pool"])] == ["federated-2-r0"]
 
 
@@ -121,9 +123,10 @@ def test_the_folder_keeps_finished_runs_and_refuses_another_recipe_or_data(
     table = folder.results([run, other], ["mgmt_auc", "mgmt_accuracy"])
     assert table.to_dict(orient="records")[0]["mgmt_auc"] == 0.75
     assert len(table) == 1 and np.isnan(table["mgmt_accuracy"][0])  # NaN stays undefined
-    assert json.loads((folder.runs / run.name / "run.json").read_text())["metrics"][
-        "mgmt_accuracy"
-    ] is None  # strict JSON
+    assert (
+        json.loads((folder.runs / run.name / "run.json").read_text())["metrics"]["mgmt_accuracy"]
+        is None
+    )  # strict JSON
     folder.open(config.model_copy(update={"repeats": 3}), {"site_a": "h1"}, force=False)
     assert folder.record(run) is not None  # more repeats extend the study
     with pytest.raises(StudyError, match="another recipe"):
