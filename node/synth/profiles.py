@@ -44,8 +44,8 @@ def _default_gate_floor() -> int:
 #: Usable members per MGMT class that a site needs to pass the default validation gate.
 GATE_FLOOR = _default_gate_floor()
 #: The tiny profile's floor: what `omopfed demo --profile tiny` asks of it (one training subject
-#: per class with half of each class validating); the default gate's 6 would push a 13-subject
-#: site's 18 % methylation rate to 46 %, and tiny cannot pass the default gate anyway.
+#: per class with half of each class validating); the default gate's 6 would push site_a's
+#: 18 % methylation to 50 % of its 12 usable members, and tiny fails the default gate anyway.
 TINY_FLOOR = split_floor(1, 0, 0.5)
 
 
