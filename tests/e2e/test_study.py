@@ -108,3 +108,24 @@ def test_pooled_study_splits_one_site_into_clients(sites: Sites, tmp_path: Path)
     assert results.loc["federated-2", "n_train"] / 2 == pytest.approx(
         results.loc["local-1of2", "n_train"], abs=2
     )
+
+
+def test_unet_study_compares_per_head_auc_and_dice(sites: Sites, tmp_path: Path) -> None:
+    """The 3D multitask U-Net in a study: the heads' AUCs and the regions' Dice are compared."""
+    set_gate(sites, "unet3d")
+    files = ", ".join(f'"{sites.settings_file(s)}"' for s in SITES)
+    body = (
+        'model = "unet3d"\nepochs = 1\nrounds = 1\nrepeats = 1\n'
+        'configurations = ["centralized", "federated"]\n'
+        f"[study.data]\nsites = [{files}]\n"
+    )
+    (tmp_path / "study.toml").write_text("[study]\n" + body)
+    _study(tmp_path / "study.toml")
+    results = pd.read_parquet(tmp_path / "study" / "results.parquet").set_index("configuration")
+    assert list(results.index) == ["centralized", "federated-3"]
+    assert {"idh_auc", "codeletion_1p19q_auc", "mgmt_auc", "grade_auc", "wt_dice"} <= set(
+        results.columns
+    )
+    assert results["wt_dice"].between(0, 1).all()  # site_a and site_c have masks
+    tests = pd.read_csv(tmp_path / "study" / "report" / "stats_tests.csv")
+    assert set(tests["metric"]) >= {"mgmt_auc", "wt_dice"}
