@@ -344,16 +344,23 @@ class _Partitioned:
     data_hash: str
 
 
-def _partitioned(data: TrainingDataLike, index: int, count: int, *, seed: int) -> _Partitioned:
-    """One simulated site's class-balanced share (by MGMT label) of a pooled dataset."""
+def client_share(split: Any, index: int, count: int, seed: int) -> Any:
+    """Client ``index`` of ``count``'s class-balanced share (by MGMT label) of one split; the
+    study trains ``local-1ofK`` on exactly what client 0 trains on here."""
     from torch.utils.data import Subset
 
-    def shard(split: Any) -> Any:
-        labels = split.labels.get("mgmt")
-        labels = labels if labels is not None else [0] * len(split)
-        return Subset(split, balanced_partition(labels, index, count, seed).tolist())
+    labels = split.labels.get("mgmt")
+    labels = labels if labels is not None else [0] * len(split)
+    return Subset(split, balanced_partition(labels, index, count, seed).tolist())
 
-    return _Partitioned(shard(data.train), shard(data.validation), data.data_hash)
+
+def _partitioned(data: TrainingDataLike, index: int, count: int, *, seed: int) -> _Partitioned:
+    """One simulated site's share of a pooled dataset: of its train and of its validation split."""
+    return _Partitioned(
+        client_share(data.train, index, count, seed),
+        client_share(data.validation, index, count, seed),
+        data.data_hash,
+    )
 
 
 _STEPS = {"train": train_step, "evaluate": evaluate_step}

@@ -441,6 +441,7 @@ def _execute(
     config: StudyConfig, run: PlannedRun, loaded: Loaded, folder: StudyFolder
 ) -> tuple[dict[str, float], Predictions, int, dict[str, Any]]:
     """Train one run and evaluate its final model on the common evaluation set."""
+    from node.client_app import client_share
     from node.train import pool
 
     if run.kind == "federated":
@@ -461,18 +462,6 @@ def _execute(
         detail = {"epochs": config.epochs}
     metrics, predictions = trainer.evaluate("validation")
     return metrics, predictions, num_train, detail
-
-
-def client_share(split: Any, index: int, count: int, seed: int) -> Any:
-    """Client ``index`` of ``count``'s class-balanced share of a split: what the ClientApp
-    trains on in pooled simulation (:func:`node.client_app.balanced_partition`, MGMT labels)."""
-    from torch.utils.data import Subset
-
-    from node.client_app import balanced_partition
-
-    labels = split.labels.get("mgmt")
-    labels = labels if labels is not None else [0] * len(split)
-    return Subset(split, balanced_partition(labels, index, count, seed).tolist())
 
 
 def _trainer(config: StudyConfig, seed: int, train_set: Any, loaded: Loaded) -> Any:
