@@ -359,6 +359,8 @@ class Loaded:
 
 @dataclass(frozen=True)
 class StudyOutcome:
+    """What a ``study run`` did: runs trained now and reused, the results table, the report."""
+
     folder: Path
     done: int
     reused: int
