@@ -4,10 +4,11 @@ A SuperLink with TLS and node authentication and SITES SuperNodes run on loopbac
 through the omopfed CLI. On that same deployment, in the same run:
 
 * **trivial**: a minimal Flower app whose ServerApp sends a DenseNet121-sized ArrayRecord (same
-  array shapes and dtypes) to every site and whose ClientApp returns it changed (+1, so it is
-  really uploaded: Flower does not re-send objects the SuperLink already holds), ROUNDS rounds,
-  the next round sending a reply's arrays. This is Flower's own cost of a round on this machine
-  (transport, polling, process start).
+  array shapes and dtypes, random values) to every site and whose ClientApp returns it changed
+  (+1, so it is really uploaded: Flower does not re-send objects the SuperLink already holds),
+  ROUNDS rounds, the next round sending a reply's arrays. This is Flower's own cost of a round on this machine
+  (transport, polling, process start). It runs before and after ours (the load drifts); P4
+  compares with the median of both.
 * **omopfed**: `omopfed aggregator run` of DenseNet121, 1 local epoch, ROUNDS rounds, no final
   evaluation, on tiny synthetic sites (32x32 inputs so compute stays small).
 
@@ -71,7 +72,10 @@ def train(message: Message, context: Context) -> Message:
 @server.main()
 def main(grid: Grid, context: Context) -> None:
     shapes = json.loads((Path(__file__).parent / "shapes.json").read_text())
-    arrays = ArrayRecord({n: Array(np.zeros(s, dtype=d)) for n, (d, s) in shapes.items()})
+    # Random values: Flower stores objects by content hash, so equal arrays (zeros of one shape)
+    # would travel once, and the baseline would move fewer bytes than a real model.
+    rng = np.random.default_rng(0)
+    arrays = ArrayRecord({n: Array(np.asarray(rng.integers(0, 2**16, s)).astype(d)) for n, (d, s) in shapes.items()})
     while len(list(grid.get_node_ids())) < int(context.run_config["sites"]):
         time.sleep(1)
     times = []
@@ -145,13 +149,17 @@ def fp32_model_bytes() -> int:
     return sum(v.numel() * 4 for v in build_model("densenet2d").state_dict().values())
 
 
-def run_trivial(cli: FlowerCli, app: Path, sites: int, rounds_: int, out: Path) -> list[float]:
+def run_trivial(
+    cli: FlowerCli, app: Path, sites: int, rounds_: int, out: Path
+) -> tuple[list[float], float]:
+    """The trivial app's round times and the bytes Flower received per site per round."""
     config = ["--run-config", f'rounds={rounds_} sites={sites} out="{out}"']
     run_id = str(cli.json(["run", str(app), "omopfed", *config])["run-id"])
     status = cli.wait_run(run_id, timeout=1800)
     if status["status"] != "finished:completed":
         raise SystemExit(f"trivial run ended {status['status']}")
-    return list(json.loads(out.read_text()))
+    inbound = status.get("network-traffic", {}).get("inbound-bytes", 0) / (sites * rounds_)
+    return list(json.loads(out.read_text())), inbound
 
 
 def run_omopfed(workspace: Path, sites: int, rounds_: int) -> tuple[list[float], str, dict]:
@@ -171,7 +179,20 @@ def run_omopfed(workspace: Path, sites: int, rounds_: int) -> tuple[list[float],
         if row["metric"] == "bytes-from-site":
             sent.append(row["value"])
     overheads = [walls[r] - compute[r] for r in sorted(walls)]
-    return overheads, result["flower_run_id"], {"bytes_per_site_round": statistics.median(sent)}
+    extra = {
+        "bytes_per_site_round": statistics.median(sent),
+        "rounds": [(walls[r], compute[r]) for r in sorted(walls)],
+    }
+    return overheads, result["flower_run_id"], extra
+
+
+def timing_lines(server_log: str, root: Path) -> list[str]:
+    """Where a round's time goes: the ServerApp's round lines, each site's handling time."""
+    lines = [line for line in server_log.splitlines() if "round " in line and " s" in line]
+    for log in sorted(root.glob("node*.log")):
+        text = log.read_text(errors="replace")
+        lines += [f"{log.stem}: {line}" for line in text.splitlines() if "handled in" in line]
+    return lines
 
 
 def main() -> None:
@@ -193,20 +214,24 @@ def main() -> None:
                 key = settings.parent / "workspace" / "keys" / "supernode.pub"
                 omopfed("aggregator", "register-site", f"site{i}", str(key), "-w", str(workspace))
             omopfed("aggregator", "start", "-w", str(workspace))
-            for settings in site_files:
-                nodes.append(subprocess.Popen(
-                    [sys.executable, "-m", "omopfed.cli", "node", "start", "--settings",
-                     str(settings), "--superlink", f"127.0.0.1:{port}", "--root-certificates",
-                     str(workspace / "tls" / "ca.crt"), *(["--no-worker"] * args.no_worker)],
-                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=child_env(),
-                    start_new_session=True,
-                ))  # fmt: skip
+            for i, settings in enumerate(site_files):
+                with (root / f"node{i}.log").open("wb") as log:
+                    nodes.append(subprocess.Popen(
+                        [sys.executable, "-m", "omopfed.cli", "--log-level", "info", "node",
+                         "start", "--settings", str(settings), "--superlink", f"127.0.0.1:{port}",
+                         "--root-certificates", str(workspace / "tls" / "ca.crt"),
+                         *(["--no-worker"] * args.no_worker)],
+                        stdout=log, stderr=subprocess.STDOUT, env=child_env(),
+                        start_new_session=True,
+                    ))  # fmt: skip
             cli = FlowerCli(workspace / "flwr")
-            trivial = run_trivial(
-                cli, trivial_app(root / "trivial"), args.sites, args.rounds, root / "t.json"
-            )
+            # Before and after ours: the machine's load drifts, so one baseline may mislead.
+            app = trivial_app(root / "trivial")
+            before, before_bytes = run_trivial(cli, app, args.sites, args.rounds, root / "t1.json")
             ours, run_id, extra = run_omopfed(workspace, args.sites, args.rounds)
+            after, _ = run_trivial(cli, app, args.sites, args.rounds, root / "t2.json")
             traffic = cli.run_status(run_id).get("network-traffic", {})
+            breakdown = timing_lines(cli.text(["log", run_id, "--show"]), root)
         finally:
             for node in nodes:
                 stop_group(node.pid, timeout=10)
@@ -216,8 +241,10 @@ def main() -> None:
     print(f"machine: {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}; "
           f"{args.sites} sites x {args.rounds} rounds, "
           f"site worker {'off' if args.no_worker else 'on'}")  # fmt: skip
-    print(f"P4 trivial round wall (s):        {' '.join(f'{t:.1f}' for t in trivial)}"
-          f"  median {statistics.median(trivial):.1f}")  # fmt: skip
+    trivial = before + after
+    for name, times in (("before", before), ("after", after)):
+        print(f"P4 trivial round wall, {name} (s): {' '.join(f'{t:.1f}' for t in times)}"
+              f"  median {statistics.median(times):.1f}")  # fmt: skip
     print(f"P4 omopfed wall - compute (s):    {' '.join(f'{t:.1f}' for t in ours)}"
           f"  median {statistics.median(ours):.1f}")  # fmt: skip
     excess = statistics.median(ours) - statistics.median(trivial)
@@ -227,6 +254,10 @@ def main() -> None:
           f"fp32 model ({model} B) (goal <= 1.05)")  # fmt: skip
     if wire:
         print(f"P7 Flower inbound bytes per site per round: {wire:.0f} = {wire / model:.4f} x")
+    print(f"   trivial app, Flower inbound bytes per site per round: {before_bytes:.0f}")
+    rounds_ = " ".join(f"{wall:.1f}/{fit:.1f}" for wall, fit in extra["rounds"])
+    print(f"omopfed round wall / slowest site's train-seconds (s): {rounds_}")
+    print("where the time goes:", *breakdown, sep="\n  ")
 
 
 if __name__ == "__main__":
