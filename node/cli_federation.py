@@ -29,6 +29,7 @@ from cryptography.hazmat.primitives.serialization import load_ssh_private_key
 
 from node import keys
 from node.settings import SiteSettings, load_site_settings
+from node.worker import is_serving
 from omopfed.clikit import err, new_app, out
 from omopfed.errors import ConfigError
 from omopfed.offline import child_env
@@ -150,7 +151,11 @@ def start_command(
     target = str(beside) if beside.exists() else shutil.which(command[0])
     if target is None:
         raise ConfigError("flower-supernode is not installed", hint="pip install flwr")
-    helper = _start_worker(address, env) if address is not None else None
+    helper = None
+    if address is not None and is_serving(address):
+        err.print(f"the site's worker already runs at {address}; this node shares it")
+    elif address is not None:
+        helper = _start_worker(address, env)
     try:
         code = supervise([target, *command[1:]], env, restart=max_retries is None)
     finally:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import socket
 import stat
 from collections.abc import Callable
 from multiprocessing import AuthenticationError
@@ -53,6 +54,19 @@ def call(address: Path, message: Message, context: Context) -> Message:
     return reply
 
 
+def is_serving(address: Path) -> bool:
+    """Whether a worker accepts connections at ``address``: a second ``node start`` of the same
+    site shares it instead of replacing its socket and key under the running node's feet. A
+    socket file left by a worker that died refuses the connection, and is replaced."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(5)
+        try:
+            probe.connect(str(address))
+        except OSError:
+            return False
+    return True
+
+
 def serve(address: Path, handler: Handler, *, ready: Callable[[], None] | None = None) -> None:
     """Answer requests at ``address`` with ``handler``, one at a time, until stopped.
 
@@ -74,16 +88,25 @@ def serve(address: Path, handler: Handler, *, ready: Callable[[], None] | None =
             while True:
                 _answer(listener, handler)
     finally:
-        key.unlink(missing_ok=True)
+        if key.is_file() and key.read_bytes() == authkey:  # ours, not a successor's
+            key.unlink()
 
 
 def _answer(listener: Listener, handler: Handler) -> None:
     """Accept one connection and answer it; any failure is logged, never raised."""
     try:
-        with listener.accept() as connection:
+        connection = listener.accept()
+    except (EOFError, ConnectionError):  # closed before the handshake: a probe (is_serving)
+        log.debug("a connection closed before its request")
+        return
+    except Exception:  # a wrong key: serve the next
+        log.exception("worker request failed")
+        return
+    try:
+        with connection:
             message, context = connection.recv()
             connection.send(handler(message, context))
-    except Exception:  # a wrong key, a malformed request, a ClientApp gone: serve the next
+    except Exception:  # a malformed request, a failing handler, a ClientApp gone: serve the next
         log.exception("worker request failed")
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import threading
 from multiprocessing import AuthenticationError
 from multiprocessing.connection import Client
@@ -87,3 +88,25 @@ def test_clientapps_use_the_worker_and_answer_themselves_without_it(
     reply = client_app.dispatch(_message(), _context(missing, tmp_path / "gone.sock"))
     assert reply.error.code == ReplyError.CONFIG and len(answered) == 1
     assert "worker unavailable" in caplog.text
+
+
+def test_a_second_node_finds_the_running_worker_and_a_dead_one_is_replaced(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`node start` shares a live worker rather than replacing its socket and key under the
+    running node (two nodes of one site); a socket left by a dead worker is not live."""
+    address = tmp_path / "run" / "worker.sock"
+    assert not worker.is_serving(address)
+    caplog.set_level(logging.DEBUG, logger="node.worker")
+    _start(address, lambda message, _: Message(RecordDict(), reply_to=message))
+    key = worker.key_file(address).read_bytes()
+    assert worker.is_serving(address) and worker.is_serving(address)
+    reply = worker.call(address, _message(), _context("", address))  # probes changed nothing
+    assert reply.metadata.reply_to_message_id == "m-1"
+    assert worker.key_file(address).read_bytes() == key
+    assert "worker request failed" not in caplog.text  # a probe is not a failed request
+    stale = tmp_path / "stale" / "worker.sock"
+    stale.parent.mkdir()
+    with socket.socket(socket.AF_UNIX) as dead:
+        dead.bind(str(stale))  # bound, never listening: what a killed worker leaves
+    assert not worker.is_serving(stale)
