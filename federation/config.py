@@ -15,7 +15,7 @@ from flwr.app import ConfigRecord
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from federation.errors import FederationError
-from omopfed.errors import EXIT_CONFIG
+from omopfed.errors import EXIT_CONFIG, field_problems
 from omopfed.protocol import MODEL_KINDS, PROTOCOL_VERSION, ConfigKey
 
 
@@ -70,11 +70,7 @@ class RunSettings(BaseModel):
         try:
             return cls.model_validate(dict(run_config))
         except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc']) or '(run config)'}: "
-                f"{e['msg'].removeprefix('Value error, ')}"
-                for e in exc.errors()
-            )
+            problems = field_problems(exc.errors(), whole="(run config)")
             raise RunConfigError(f"invalid run config: {problems}") from None
 
     def as_run_config(self) -> dict[str, Any]:

@@ -12,10 +12,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
 from node.settings import load_site_settings
-from omopfed.clikit import Format, FormatOption, err, out, print_json, print_table
+from omopfed.clikit import Format, FormatOption, out, print_json, print_table, progress
 
 if TYPE_CHECKING:
     from node.train import RunResult
@@ -76,19 +75,11 @@ def train_command(
         device=device,
         num_threads=threads,
     )
-    with Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err,
-        transient=True,
-    ) as bar:
-        task = bar.add_task(f"{model} {mode}: epoch", total=request.num_epochs)
+    with progress(f"{model} {mode}: epoch") as update:
 
         def on_epoch(record: dict[str, float]) -> None:
-            loss = record.get("train_loss", float("nan"))
-            bar.update(task, advance=1, description=f"{model} {mode}: loss {_fmt(loss)}")
+            loss = _fmt(record.get("train_loss", float("nan")))
+            update(int(record["epoch"]), request.num_epochs, f"{model} {mode}: loss {loss}")
 
         result = train(request, on_epoch_end=on_epoch)
     _render(result, max(site.min_cell_count for site in request.sites), fmt, f"{model} {mode}")

@@ -21,7 +21,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from omopfed.errors import ConfigError
+from omopfed.errors import ConfigError, field_problems
 
 log = logging.getLogger(__name__)
 
@@ -136,10 +136,7 @@ def load_concept_map(path: Path | str | None = None) -> ConceptMap:
     try:
         concept_map = ConceptMap(**data, source=str(path))
     except ValidationError as exc:
-        problems = "; ".join(
-            f"key {'.'.join(str(p) for p in e['loc'])}: {e['msg'].removeprefix('Value error, ')}"
-            for e in exc.errors()
-        )
+        problems = field_problems(exc.errors(), lead="key ")
         raise ConfigError(f"concept map {path}: {problems}") from None
     log.debug("concept map %s version %s loaded", path, concept_map.version)
     return concept_map

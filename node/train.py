@@ -261,19 +261,19 @@ def _per_site_metrics(predictions: Predictions, pooled: Pooled) -> dict[str, dic
 # -- the run folder -------------------------------------------------------------------------
 
 
-def _json_safe(value: Any) -> Any:
+def json_safe(value: Any) -> Any:
     """NaN and infinities become null: strict JSON, and 'undefined' reads as such."""
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
+        return {str(k): json_safe(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
+        return [json_safe(v) for v in value]
     return value
 
 
 def _write_json(path: Path, data: Any) -> None:
-    path.write_text(json.dumps(_json_safe(data), indent=2) + "\n", "utf-8")
+    path.write_text(json.dumps(json_safe(data), indent=2) + "\n", "utf-8")
 
 
 def _config_record(request: RunRequest, config: TrainerConfig) -> dict[str, Any]:

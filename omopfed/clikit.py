@@ -61,8 +61,9 @@ def print_table(title: str | None, columns: Sequence[str], rows: Iterable[Sequen
 
 
 @contextmanager
-def progress(label: str) -> Iterator[Callable[[int, int], None]]:
-    """A progress bar on stderr; yields ``update(done, total)`` for library callbacks."""
+def progress(label: str) -> Iterator[Callable[..., None]]:
+    """A progress bar on stderr; yields ``update(done, total, label=None)`` for library
+    callbacks (a new ``label`` replaces the description, e.g. with the latest loss)."""
     with Progress(
         "[progress.description]{task.description}",
         BarColumn(),
@@ -73,8 +74,8 @@ def progress(label: str) -> Iterator[Callable[[int, int], None]]:
     ) as bar:
         task = bar.add_task(label, total=None)
 
-        def update(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
+        def update(done: int, total: int, label: str | None = None) -> None:
+            bar.update(task, completed=done, total=total, description=label)  # None: unchanged
 
         yield update
 

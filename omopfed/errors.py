@@ -11,6 +11,9 @@ to do, but must never be sent across the federation boundary (node replies carry
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+from typing import Any
+
 # Exit statuses shared by every command. 2 is what Click uses for usage errors.
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
@@ -43,3 +46,16 @@ class ConfigError(OmopfedError):
 
     code = "CONFIG"
     exit_code = EXIT_CONFIG
+
+
+def field_problems(
+    errors: Iterable[Mapping[str, Any]], *, root: str = "", lead: str = "", whole: str = "(input)"
+) -> str:
+    """Pydantic's ``ValidationError.errors()`` as one line, each problem named by its field path
+    (``root.field.sub: message; ...``), so a message points the steward at the setting to fix.
+    ``whole`` names problems of the whole object (a model validator's)."""
+    problems = []
+    for error in errors:
+        path = ".".join([root, *map(str, error["loc"])] if root else map(str, error["loc"]))
+        problems.append(f"{lead}{path or whole}: {error['msg'].removeprefix('Value error, ')}")
+    return "; ".join(problems)

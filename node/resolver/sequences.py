@@ -15,7 +15,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from omopfed.errors import ConfigError
+from omopfed.errors import ConfigError, field_problems
 
 DEFAULT_SEQUENCE_MAP = Path(__file__).resolve().parent.parent / "data" / "sequence_map.toml"
 SEQUENCES = ("FLAIR", "T1", "T1ce", "T2")  # the channel names of node.imaging.CHANNELS
@@ -121,8 +121,5 @@ def load_sequence_map(path: Path | str | None = None) -> SequenceMap:
     try:
         return SequenceMap(**data, source=str(path))
     except ValidationError as exc:
-        problems = "; ".join(
-            f"key {'.'.join(str(p) for p in e['loc'])}: {e['msg'].removeprefix('Value error, ')}"
-            for e in exc.errors()
-        )
+        problems = field_problems(exc.errors(), lead="key ")
         raise ConfigError(f"sequence map {path}: {problems}") from None
