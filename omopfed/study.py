@@ -50,7 +50,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from omopfed.clikit import Format, FormatOption, print_json, progress
 from omopfed.clikit import out as out_console
-from omopfed.errors import ConfigError
+from omopfed.errors import ConfigError, field_problems
 
 if TYPE_CHECKING:
     from torch.utils.data import Dataset
@@ -171,12 +171,7 @@ def load_config(path: Path) -> StudyConfig:
     try:
         config = StudyConfig.model_validate(table)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(['study', *(str(p) for p in e['loc'])])}: "
-            f"{e['msg'].removeprefix('Value error, ')}"
-            for e in exc.errors()
-        )
-        raise StudyError(f"{path}: {problems}") from None
+        raise StudyError(f"{path}: {field_problems(exc.errors(), root='study')}") from None
     base = path.resolve().parent
     data = StudyData(
         sites=[(base / p).resolve() for p in config.data.sites],
@@ -252,6 +247,8 @@ class StudyFolder:
 
     def open(self, config: StudyConfig, data_hashes: dict[str, str], *, force: bool) -> None:
         """Create the folder, or check that it holds this recipe on this data."""
+        if self.root.exists() and not self.root.is_dir():
+            raise StudyError(f"{self.root} is a file, not a study folder", hint="use another --out")
         if force and self.root.exists():
             shutil.rmtree(self.root)
         state = {"recipe": config.recipe(), "data_hashes": data_hashes}
@@ -295,7 +292,9 @@ class StudyFolder:
         arrays |= {f"probabilities_{h}": v for h, v in predictions.probabilities.items()}
         np.savez(buffer, **arrays)  # type: ignore[arg-type]
         _write_atomic(folder / PREDICTIONS_FILE, buffer.getvalue())
-        _write_atomic(folder / RUN_FILE, json.dumps(_json_safe(record), indent=2).encode())
+        from node.train import json_safe
+
+        _write_atomic(folder / RUN_FILE, json.dumps(json_safe(record), indent=2).encode())
 
     def results(self, runs: Sequence[PlannedRun], metrics: Sequence[str]) -> Any:
         """The results table of the finished runs among ``runs`` (one row per run)."""
@@ -324,19 +323,11 @@ class StudyFolder:
 
 
 def _write_atomic(path: Path, payload: bytes) -> Path:
+    """The project's atomic write, imported late: federation.report pulls in pandas and
+    matplotlib, and every ``omopfed`` command imports this module."""
     from federation.report import atomic_write
 
     return atomic_write(path, payload)
-
-
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
-    return value
 
 
 def _number(value: Any) -> float:
@@ -352,7 +343,6 @@ class Loaded:
 
     sites: list[SiteData]
     evaluation: Dataset[Any]
-    num_validation: int
     min_cell_count: int
     device: str
 
@@ -409,7 +399,7 @@ def run_study(
             "seed": run.seed,
             "metrics": metrics,
             "num_train": num_train,
-            "num_validation": loaded.num_validation,
+            "num_validation": len(loaded.evaluation),  # type: ignore[arg-type]
             "seconds": round(time.perf_counter() - started, 1),
             **detail,
         }
@@ -430,13 +420,7 @@ def _loaded(config: StudyConfig, sites: list[SiteData], settings: list[SiteSetti
     from node.train import pool
 
     evaluation = pool(sites, config.model).validation
-    return Loaded(
-        sites,
-        evaluation,
-        len(evaluation),  # type: ignore[arg-type]
-        max(s.min_cell_count for s in settings),
-        settings[0].device,
-    )
+    return Loaded(sites, evaluation, max(s.min_cell_count for s in settings), settings[0].device)
 
 
 def _execute(

@@ -142,3 +142,7 @@ def test_a_folder_with_other_files_is_not_taken_over(tmp_path: Path) -> None:
     (tmp_path / "out" / "notes.txt").write_text("mine")
     with pytest.raises(StudyError, match="not empty"):
         StudyFolder(tmp_path / "out").open(_config(tmp_path, SITES), {}, force=False)
+    (tmp_path / "file").write_text("mine")
+    with pytest.raises(StudyError, match="is a file"):
+        StudyFolder(tmp_path / "file").open(_config(tmp_path, SITES), {}, force=True)
+    assert (tmp_path / "file").read_text() == "mine"  # --force never deletes a file
